@@ -1,0 +1,67 @@
+# dmd3c — every target bootstraps the virtual environment (.venv) on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DMD3C := $(VENV)/bin/dmd3c
+STAMP := $(VENV)/.dmd3c-installed
+
+# generate-data
+CORPUS ?= builtin
+STORE ?= data/store.zarr
+TEACHER ?= depth-anything-v2-small
+GENERATE_ARGS ?=
+# pretrain / finetune
+OUT ?= runs/pretrain
+KITTI ?= data/kitti
+TEACHER_MAPS ?= data/kitti_teacher.zarr
+INIT ?= runs/pretrain/last.pt
+FINETUNE_OUT ?= runs/finetune
+TRAIN_ARGS ?=
+# test
+PYTEST_ARGS ?=
+
+.PHONY: help setup generate-data pretrain finetune inspect test bench lint clean
+
+help: ## Show the targets and their variables
+	@echo "dmd3c make targets (the first one run creates $(VENV)):"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-15s %s\n", $$1, $$2}'
+	@echo "variables: CORPUS=$(CORPUS) STORE=$(STORE) TEACHER=$(TEACHER) OUT=$(OUT)"
+	@echo "           KITTI=$(KITTI) TEACHER_MAPS=$(TEACHER_MAPS) INIT=$(INIT) FINETUNE_OUT=$(FINETUNE_OUT)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch, pinned: an unpinned torch may pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install dmd3c with all dependencies
+
+generate-data: $(STAMP) ## Generate the sample store STORE from CORPUS with TEACHER (Ray)
+	$(DMD3C) generate --corpus $(CORPUS) --store $(STORE) --teacher $(TEACHER) $(GENERATE_ARGS)
+	$(DMD3C) inspect $(STORE)
+
+pretrain: $(STAMP) ## Stage-1 distillation pre-training of BP-Net on STORE into OUT
+	$(DMD3C) pretrain --store $(STORE) --out $(OUT) $(TRAIN_ARGS)
+
+finetune: $(STAMP) ## Stage-2 fine-tuning on KITTI (KITTI, TEACHER_MAPS, INIT) into FINETUNE_OUT
+	$(DMD3C) finetune --kitti $(KITTI) --teacher-maps $(TEACHER_MAPS) --init $(INIT) --out $(FINETUNE_OUT) $(TRAIN_ARGS)
+
+inspect: $(STAMP) ## Validate and summarise STORE
+	$(DMD3C) inspect $(STORE)
+
+test: $(STAMP) ## Run the test suite (offline, CPU)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Run the benchmarks (prints measured ratios)
+	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+
+lint: $(STAMP) ## ruff check
+	$(VENV)/bin/ruff check .
+
+clean: ## Remove caches (keeps .venv and data)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info

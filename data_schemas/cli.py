@@ -1,0 +1,66 @@
+"""``dmd3c inspect``: summary, JSON and quick-look montage of a sample store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data_schemas.quicklook import montage, write_png
+from data_schemas.sample_store import SampleStore
+from data_schemas.store_stats import store_summary
+from data_schemas.validate import validate
+
+
+def inspect_command(
+    store: Annotated[str, typer.Argument(help="Store path or fsspec URL (s3://, gs://, ...).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    png: Annotated[Path | None, typer.Option(
+        "--png", help="Write a montage rgb | sparse | teacher depth of a few samples.")] = None,
+    num_samples: Annotated[int, typer.Option(
+        "--samples", min=1, help="Samples in the --png montage (evenly spread).")] = 4,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Fail if a shard holds data without a commit record.")] = False,
+) -> None:
+    """Validate a sample store and summarise it (statistics computed with dask)."""
+    opened = SampleStore.open(store)
+    report = validate(opened, allow_pending=not strict)
+    summary = store_summary(opened, report)
+    if png is not None:
+        write_png(png, montage(_spread_samples(opened, num_samples)))
+        summary["png"] = str(png)
+    typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
+
+
+def _spread_samples(store: SampleStore, count: int) -> list[dict]:
+    if store.num_samples == 0:
+        raise ValueError(f"{store.url}: no committed samples to draw")
+    indices = sorted({round(i * (store.num_samples - 1) / max(count - 1, 1))
+                      for i in range(min(count, store.num_samples))})
+    return [store.read_sample(i) for i in indices]
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable lines of a :func:`store_summary`."""
+    lines = [
+        f"store          {summary['store']}",
+        f"schema         dmd3c.sample_store {summary['schema_version']}",
+        f"canvas         {summary['canvas'][0]} x {summary['canvas'][1]} (H x W)",
+        f"samples        {summary['num_samples']} in {summary['shards_committed']} committed "
+        f"shards of {summary['shard_size']} ({summary['shards_pending']} pending)",
+        f"skipped        {summary['num_skipped']} {summary['skipped_reasons'] or ''}".rstrip(),
+        f"teacher        {summary['teacher'] or '-'}",
+        f"sensor         {summary['sensor'] or '-'}",
+    ]
+    for name in ("sparse_depth", "teacher_depth"):
+        stats = summary.get(name)
+        if stats:
+            lines.append(f"{name:<15}valid {100 * stats['valid_fraction']:.2f}%  range "
+                         f"{stats['min_m']:.2f}-{stats['max_m']:.2f} m  mean "
+                         f"{stats['mean_m']:.2f} m  histogram {stats['histogram']}")
+    if summary.get("shards_pending_with_data"):
+        lines.append(f"warning        shards with data but no commit record (interrupted "
+                     f"writes): {summary['shards_pending_with_data']}")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""Write one whole shard in one call, then commit it.
+
+Protocol (one writer per shard, enforced by the caller's work assignment):
+
+1. delete the shard's commit record, if any: from now on the shard is pending;
+2. write every array's full shard slot (``shard_size`` rows, padded with fill values), so
+   the write replaces the whole shard object and never merges with leftovers;
+3. write the commit record atomically.
+
+A crash anywhere before 3 leaves a pending shard that readers ignore and a re-run rewrites.
+Writing the same shard twice with the same data gives the same bytes (idempotent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from data_schemas.commit_record import ShardRecord, SkippedSample, record_name
+from data_schemas.sample_schema import ArraySpec
+from data_schemas.sample_store import SampleStore
+
+
+def write_shard(store: SampleStore, shard: int, batch: Mapping[str, np.ndarray | Sequence[str]],
+                skipped: Sequence[SkippedSample] = (), extra: dict[str, object] | None = None,
+                ) -> ShardRecord:
+    """Write ``batch`` (array name -> ``[n, ...]``, n <= shard_size) as shard ``shard``."""
+    store.layout.check_shard(shard)
+    if store.read_only:
+        raise ValueError(f"{store.url}: opened read-only; open with mode='r+' to write shards")
+    padded = prepare_shard(store.specs, store.layout.shard_size, batch)
+    keys = tuple(str(k) for k in padded["key"][: _batch_len(batch)]) if batch else ()
+    record = ShardRecord(shard, keys, tuple(skipped), dict(extra or {}))
+    store.location.delete(record_name(shard))
+    rows = store.layout.shard_rows(shard)
+    for name, values in padded.items():
+        store.array(name)[rows] = values
+    store.location.write_bytes_atomic(record_name(shard), record.to_json())
+    store.refresh()
+    return record
+
+
+def _batch_len(batch: Mapping[str, object]) -> int:
+    return len(batch["key"])  # type: ignore[arg-type]
+
+
+def prepare_shard(specs: Mapping[str, ArraySpec], shard_size: int,
+                  batch: Mapping[str, np.ndarray | Sequence[str]]) -> dict[str, np.ndarray]:
+    """Check ``batch`` against the schema and pad every array to ``shard_size`` rows.
+
+    An empty mapping is an empty shard (every input skipped): all rows hold fill values.
+    """
+    if not batch:
+        return {name: _pad(spec, _empty(spec), 0, shard_size) for name, spec in specs.items()}
+    missing = sorted(set(specs) - set(batch))
+    unknown = sorted(set(batch) - set(specs))
+    if missing or unknown:
+        raise ValueError(f"shard batch arrays differ from the schema: missing {missing}, "
+                         f"unknown {unknown}")
+    count = _batch_len(batch)
+    if count > shard_size:
+        raise ValueError(f"{count} samples do not fit a shard of {shard_size}")
+    _check_keys(batch["key"])
+    return {name: _pad(spec, np.asarray(batch[name]), count, shard_size)
+            for name, spec in specs.items()}
+
+
+def _empty(spec: ArraySpec) -> np.ndarray:
+    dtype = object if spec.dtype == "str" else spec.numpy_dtype
+    return np.zeros((0, *spec.sample_shape), dtype=dtype)
+
+
+def _check_keys(keys: Sequence[str] | np.ndarray) -> None:
+    as_list = [str(k) for k in keys]
+    if any(not k for k in as_list):
+        raise ValueError("sample keys must be non-empty strings")
+    if len(set(as_list)) != len(as_list):
+        raise ValueError("sample keys in a shard must be unique")
+
+
+def _pad(spec: ArraySpec, values: np.ndarray, count: int, shard_size: int) -> np.ndarray:
+    if values.shape != (count, *spec.sample_shape):
+        raise ValueError(f"array {spec.name!r}: shape {values.shape} != expected "
+                         f"{(count, *spec.sample_shape)}")
+    if spec.dtype == "str":
+        out = np.full(shard_size, "", dtype=object)
+        out[:count] = [str(v) for v in values]
+        return out
+    return _pad_numeric(spec, values, count, shard_size)
+
+
+def _pad_numeric(spec: ArraySpec, values: np.ndarray, count: int,
+                 shard_size: int) -> np.ndarray:
+    target = spec.numpy_dtype
+    if not np.can_cast(values.dtype, target, casting="same_kind"):
+        raise ValueError(f"array {spec.name!r}: dtype {values.dtype} cannot be stored as {target}")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueError(f"array {spec.name!r}: NaN or inf values (stores never hold NaN; "
+                         f"use {spec.fill_value} for no data)")
+    out = np.full((shard_size, *spec.sample_shape), spec.fill_value, dtype=target)
+    out[:count] = values
+    return out

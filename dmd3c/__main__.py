@@ -1,0 +1,3 @@
+from dmd3c.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""``dmd3c`` command line: sub-commands from ``data_schemas``, ``pipeline`` and ``train``.
+
+User errors (bad paths, malformed stores, invalid options) print one line to stderr and
+exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import typer
+
+import pipeline.cli
+import train.cli
+from data_schemas.cli import inspect_command
+
+app = typer.Typer(
+    name="dmd3c",
+    help="Depth completion by distilling a monocular foundation model (DMD3C).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("inspect")(inspect_command)
+pipeline.cli.register(app)
+train.cli.register(app)
+
+
+@app.callback()
+def _root() -> None:
+    """Depth completion by distilling a monocular foundation model (DMD3C)."""
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
+
+
+def run_guarded(entry: Callable[[], object]) -> None:
+    """Run ``entry``; a user error becomes ``dmd3c: error: ...`` and exit status 2."""
+    try:
+        entry()
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"dmd3c: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run_guarded(lambda: app(standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()

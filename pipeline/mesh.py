@@ -1,0 +1,143 @@
+"""Depth map -> surface mesh in the camera frame (OpenCV, metres).
+
+The default ``grid`` mesh joins the pixel centres of each 2 x 2 quad with two triangles
+split along the (r, c)-(r+1, c+1) diagonal:
+
+* upper triangle (local x >= y): (r, c), (r, c+1), (r+1, c+1)
+* lower triangle (local y >= x): (r, c), (r+1, c+1), (r+1, c)
+
+A triangle is kept when all three vertices have depth and its depth ratio
+max/min <= 1 + ``max_rel_jump`` (no surfaces invented across depth discontinuities).
+Every ray-cast backend uses exactly these triangles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from pipeline.camera import parse_depth, parse_intrinsics, pixel_rays
+
+MeshMethod = Literal["grid", "poisson"]
+MESH_METHODS = ("grid", "poisson")
+
+
+@dataclass(frozen=True)
+class GridMesh:
+    """2.5-D grid mesh of a depth map, stored as inverse depth (implicit triangles, see module doc)."""
+
+    inv_depth: np.ndarray
+    """(H, W) float32 1/m per pixel centre, 0 = no vertex (sky / no data)."""
+    K: np.ndarray
+    """(3, 3) float64 intrinsics of the camera that saw it."""
+    max_rel_jump: float
+    """Triangles whose depth ratio exceeds 1 + this are culled."""
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """Image size (H, W)."""
+        return self.inv_depth.shape  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class TriangleMesh:
+    """Explicit triangle soup in the camera frame."""
+
+    vertices: np.ndarray
+    """(V, 3) float32 camera-frame points (m)."""
+    faces: np.ndarray
+    """(F, 3) int32 vertex indices."""
+
+    def __post_init__(self) -> None:
+        if self.vertices.ndim != 2 or self.vertices.shape[1] != 3:
+            raise ValueError(f"vertices must be (V, 3), got {self.vertices.shape}")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3:
+            raise ValueError(f"faces must be (F, 3), got {self.faces.shape}")
+
+
+def parse_mesh_method(method: str) -> MeshMethod:
+    """``"grid"`` (default, no invented surfaces) or ``"poisson"`` (open3d, smooth, watertight-ish)."""
+    if method not in MESH_METHODS:
+        raise ValueError(f"unknown mesh method {method!r}; allowed: {', '.join(MESH_METHODS)}")
+    return method  # type: ignore[return-value]
+
+
+def grid_mesh(depth: np.ndarray, K: np.ndarray, max_rel_jump: float = 0.1) -> GridMesh:
+    """(H, W) metric depth (0 = no data) + (3, 3) K -> ``GridMesh``."""
+    depth = parse_depth(depth)
+    if not max_rel_jump > 0:
+        raise ValueError(f"max_rel_jump must be > 0, got {max_rel_jump}")
+    inv = np.zeros_like(depth)
+    np.divide(1.0, depth, out=inv, where=depth > 0)
+    return GridMesh(inv_depth=inv, K=parse_intrinsics(K), max_rel_jump=float(max_rel_jump))
+
+
+def triangle_keep(q0: np.ndarray, q1: np.ndarray, q2: np.ndarray, max_rel_jump: float) -> np.ndarray:
+    """Keep mask for triangles with vertex inverse depths q0, q1, q2 (any equal shapes)."""
+    lo = np.minimum(np.minimum(q0, q1), q2)
+    hi = np.maximum(np.maximum(q0, q1), q2)
+    return (lo > 0) & (hi <= lo * np.float32(1.0 + max_rel_jump))
+
+
+def grid_faces(mesh: GridMesh) -> np.ndarray:
+    """(F, 3) int32 kept faces of a ``GridMesh``, indexing its pixels in row-major order."""
+    q = mesh.inv_depth
+    h, w = q.shape
+    idx = np.arange(h * w, dtype=np.int32).reshape(h, w)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    qa, qb, qc, qd = q[:-1, :-1], q[:-1, 1:], q[1:, :-1], q[1:, 1:]
+    upper = np.stack([a, b, d], -1)[triangle_keep(qa, qb, qd, mesh.max_rel_jump)]
+    lower = np.stack([a, d, c], -1)[triangle_keep(qa, qd, qc, mesh.max_rel_jump)]
+    return np.concatenate([upper, lower]).astype(np.int32)
+
+
+def grid_to_triangles(mesh: GridMesh) -> TriangleMesh:
+    """Explicit ``TriangleMesh`` of a ``GridMesh`` (vertices of pixels without depth are unused)."""
+    q = mesh.inv_depth
+    depth = np.zeros_like(q)
+    np.divide(1.0, q, out=depth, where=q > 0)
+    vertices = (pixel_rays(q.shape, mesh.K) * depth[..., None]).reshape(-1, 3)
+    return TriangleMesh(vertices=vertices.astype(np.float32), faces=grid_faces(mesh))
+
+
+def poisson_mesh(depth: np.ndarray, K: np.ndarray, octree_depth: int = 9, density_quantile: float = 0.05) -> TriangleMesh:
+    """Screened-Poisson surface (open3d) through the unprojected depth; low-support vertices trimmed."""
+    import open3d as o3d
+
+    depth = parse_depth(depth)
+    points = (pixel_rays(depth.shape, K) * depth[..., None])[depth > 0]
+    if len(points) < 16:
+        raise ValueError(f"poisson meshing needs >= 16 points with depth, got {len(points)}")
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
+    pcd.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=16))
+    pcd.orient_normals_towards_camera_location(np.zeros(3))
+    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=octree_depth)
+    dens = np.asarray(dens)
+    mesh.remove_vertices_by_mask(dens < np.quantile(dens, density_quantile))
+    return TriangleMesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.triangles, np.int32))
+
+
+def build_mesh(depth: np.ndarray, K: np.ndarray, method: str = "grid", max_rel_jump: float = 0.1) -> GridMesh | TriangleMesh:
+    """Depth (H, W) + K -> mesh by ``method`` ("grid" -> ``GridMesh``, "poisson" -> ``TriangleMesh``)."""
+    if parse_mesh_method(method) == "poisson":
+        return poisson_mesh(depth, K)
+    return grid_mesh(depth, K, max_rel_jump)
+
+
+def save_ply(mesh: GridMesh | TriangleMesh, path: str | Path) -> Path:
+    """Write a mesh (camera frame, metres) to ``path`` as .ply through open3d; returns the path."""
+    import open3d as o3d
+
+    tri = grid_to_triangles(mesh) if isinstance(mesh, GridMesh) else mesh
+    o3d_mesh = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(tri.vertices.astype(np.float64)),
+        o3d.utility.Vector3iVector(tri.faces.astype(np.int32)),
+    )
+    o3d_mesh.remove_unreferenced_vertices()
+    path = Path(path)
+    if not o3d.io.write_triangle_mesh(str(path), o3d_mesh):
+        raise OSError(f"open3d could not write {path}")
+    return path

@@ -1,0 +1,84 @@
+"""LiDAR mount relative to the camera: the KITTI default and seeded jitter.
+
+Frames: camera = OpenCV (x right, y down, z forward); LiDAR = x forward, y left, z up.
+``T_cam_from_lidar`` (4, 4) maps homogeneous LiDAR-frame points (m) to the camera frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KITTI_R_CAM_FROM_LIDAR = np.array(
+    [
+        [7.533745e-03, -9.999714e-01, -6.166020e-04],
+        [1.480249e-02, 7.280733e-04, -9.998902e-01],
+        [9.998621e-01, 7.523790e-03, 1.480755e-02],
+    ]
+)
+KITTI_t_CAM_FROM_LIDAR = np.array([-4.069766e-03, -7.631618e-02, -2.717806e-01])
+
+
+def make_transform(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation and (3,) translation -> (4, 4) float64 rigid transform."""
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = t
+    return T
+
+
+def kitti_mount() -> np.ndarray:
+    """KITTI 2011_09_26 ``calib_velo_to_cam`` as (4, 4) ``T_cam_from_lidar`` (LiDAR ~0.27 m behind, ~0.08 m above)."""
+    return make_transform(KITTI_R_CAM_FROM_LIDAR, KITTI_t_CAM_FROM_LIDAR)
+
+
+def camera_centred_mount() -> np.ndarray:
+    """``T_cam_from_lidar`` with the KITTI axes but the LiDAR origin at the camera centre (zero offset)."""
+    return make_transform(KITTI_R_CAM_FROM_LIDAR, np.zeros(3))
+
+
+def parse_transform(T: np.ndarray, name: str = "T_cam_from_lidar") -> np.ndarray:
+    """Validate a (4, 4) finite rigid transform; returns it as float64."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        raise ValueError(f"{name} must be a finite (4, 4) matrix, got shape {T.shape}")
+    R = T[:3, :3]
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) <= 0:
+        raise ValueError(f"{name} rotation block is not a proper rotation")
+    if not np.allclose(T[3], [0, 0, 0, 1]):
+        raise ValueError(f"{name} last row must be [0, 0, 0, 1]")
+    return T
+
+
+def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """(3,) axis * angle (rad) -> (3, 3) rotation (Rodrigues)."""
+    theta = float(np.linalg.norm(rotvec))
+    if theta < 1e-12:
+        return np.eye(3)
+    k = np.asarray(rotvec, dtype=np.float64) / theta
+    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * (Kx @ Kx)
+
+
+@dataclass(frozen=True)
+class MountJitter:
+    """Gaussian perturbation of the LiDAR mount, applied in the LiDAR frame."""
+
+    translation_std_m: float = 0.0
+    """Std of each translation component (m)."""
+    rotation_std_deg: float = 0.0
+    """Std of each axis-angle component (deg)."""
+
+    def __post_init__(self) -> None:
+        if self.translation_std_m < 0 or self.rotation_std_deg < 0:
+            raise ValueError("MountJitter stds must be >= 0")
+
+
+def jitter_mount(T_cam_from_lidar: np.ndarray, jitter: MountJitter, rng: np.random.Generator) -> np.ndarray:
+    """Perturbed (4, 4) ``T_cam_from_lidar`` = T @ delta; always draws 6 normals so streams stay aligned."""
+    T = parse_transform(T_cam_from_lidar)
+    z = rng.standard_normal(6)
+    rot = axis_angle_to_matrix(np.radians(jitter.rotation_std_deg) * z[:3])
+    delta = make_transform(rot, jitter.translation_std_m * z[3:])
+    return T @ delta

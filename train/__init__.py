@@ -1,0 +1,1 @@
+"""BP-Net training side of dmd3c: the model (``train.model``) and, later, data, losses and engine."""
