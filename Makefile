@@ -55,7 +55,8 @@ inspect: $(STAMP) ## Validate and summarise STORE
 	$(DMD3C) inspect $(STORE)
 
 test: $(STAMP) ## Run the test suite (offline, CPU)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	echo $$status > $(VENV)/.pytest-exit-status; exit $$status
 
 bench: $(STAMP) ## Run the benchmarks (prints measured ratios)
 	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script; done

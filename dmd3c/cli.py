@@ -13,6 +13,7 @@ import typer
 
 import pipeline.cli
 import train.cli
+import train.stage2_cli
 from data_schemas.cli import inspect_command
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command("inspect")(inspect_command)
 pipeline.cli.register(app)
 train.cli.register(app)
+train.stage2_cli.register(app)
 
 
 @app.callback()

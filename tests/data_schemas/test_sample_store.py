@@ -1,0 +1,228 @@
+"""Round trips, commit protocol and bad input of the sharded sample store."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from data_schemas import (
+    SampleStore,
+    SchemaVersionError,
+    SkippedSample,
+    StoreError,
+    StoreInfo,
+    StoreLayout,
+    create_store,
+    validate,
+    write_shard,
+)
+from data_schemas.commit_record import record_name
+from tests.data_schemas.store_factory import (
+    HEIGHT,
+    WIDTH,
+    make_batch,
+    write_shards_in_process,
+    write_store,
+)
+
+
+def _assert_sample_equal(sample: dict, batch: dict, row: int) -> None:
+    for name, values in batch.items():
+        expected = values[row]
+        if name in ("key", "source"):
+            assert str(sample[name]) == expected
+        else:
+            np.testing.assert_array_equal(sample[name], expected)
+            assert sample[name].dtype == np.asarray(values).dtype
+
+
+def test_round_trip_several_shards_is_bit_exact(tmp_path: Path) -> None:
+    batches = write_store(str(tmp_path / "s.zarr"), [4, 2, 3])
+    store = SampleStore.open(tmp_path / "s.zarr")
+    assert store.num_samples == 9
+    assert store.committed_shards == [0, 1, 2]
+    index = 0
+    for shard in range(3):
+        for row in range(len(batches[shard]["key"])):
+            _assert_sample_equal(store.read_sample(index), batches[shard], row)
+            index += 1
+    whole = store.read_shard(2)
+    np.testing.assert_array_equal(whole["sparse_depth"], batches[2]["sparse_depth"])
+    assert store.keys() == [k for s in range(3) for k in batches[s]["key"]]
+
+
+def test_uncommitted_shard_is_invisible_and_flagged(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.zarr")
+    write_store(url, [4, 4, 4])
+    store = SampleStore.open(url, mode="r+")
+    store.location.delete(record_name(1))  # a writer died after the data, before the commit
+    store.refresh()
+    assert store.num_samples == 8
+    assert store.pending_shards == [1]
+    assert "s1/000.png" not in store.keys()
+    with pytest.raises(StoreError, match="shard 1 has data but no commit record"):
+        validate(url)
+    assert validate(url, allow_pending=True).pending_with_data == [1]
+
+
+def _shard_files(root: Path, shard: int) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "/c/" in str(p) and str(p.relative_to(root)).split("/c/")[1]
+            .split("/")[0] == str(shard)}
+
+
+def test_rewriting_a_shard_is_idempotent(tmp_path: Path) -> None:
+    url = tmp_path / "s.zarr"
+    batches = write_store(str(url), [4, 3])
+    before = _shard_files(url, 1)
+    record_before = (url / record_name(1)).read_bytes()
+    store = SampleStore.open(url, mode="r+")
+    write_shard(store, 1, batches[1])
+    assert _shard_files(url, 1) == before
+    assert (url / record_name(1)).read_bytes() == record_before
+    # a rewrite with fewer samples leaves no stale rows behind
+    write_shard(store, 1, make_batch(7, 1, "new"))
+    assert SampleStore.open(url).keys()[-1:] == ["new/000.png"]
+    validate(url)
+
+
+def test_empty_shard_commits_with_skip_reasons(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.zarr")
+    store = create_store(url, StoreLayout(HEIGHT, WIDTH, 2, 4), StoreInfo())
+    write_shard(store, 0, {}, skipped=[SkippedSample("bad.jpg", "corrupt image: truncated")])
+    reopened = SampleStore.open(url)
+    assert reopened.committed_shards == [0]
+    assert reopened.num_samples == 0
+    assert reopened.records[0].skipped[0].reason.startswith("corrupt")
+    validate(url)
+
+
+def test_unknown_schema_major_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    url = tmp_path / "s.zarr"
+    write_store(str(url), [1])
+    meta = json.loads((url / "zarr.json").read_text())
+    meta["attributes"]["schema"]["version"] = "2.0"
+    (url / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(SchemaVersionError, match=r"schema version 2\.0.*reads version 1\.x"):
+        SampleStore.open(url)
+
+
+def test_minor_version_is_accepted(tmp_path: Path) -> None:
+    url = tmp_path / "s.zarr"
+    write_store(str(url), [1])
+    meta = json.loads((url / "zarr.json").read_text())
+    meta["attributes"]["schema"]["version"] = "1.7"
+    (url / "zarr.json").write_text(json.dumps(meta))
+    assert SampleStore.open(url).num_samples == 1
+
+
+@pytest.mark.parametrize("problem", ["missing", "not_zarr", "foreign_zarr"])
+def test_not_a_store_errors_name_the_path(tmp_path: Path, problem: str) -> None:
+    url = tmp_path / "x"
+    if problem == "not_zarr":
+        url.mkdir()
+    if problem == "foreign_zarr":
+        zarr.open_group(str(url), mode="w", zarr_format=3)
+    with pytest.raises(StoreError) as err:
+        SampleStore.open(url)
+    assert str(url) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_array_and_wrong_dtype_are_reported(tmp_path: Path) -> None:
+    url = tmp_path / "s.zarr"
+    write_store(str(url), [2])
+    shutil.rmtree(url / "teacher_depth")
+    _drop_consolidated(url)
+    with pytest.raises(StoreError, match="array 'teacher_depth' is missing"):
+        validate(url)
+    group = zarr.open_group(str(url), mode="r+")
+    group.create_array("teacher_depth", shape=(4, HEIGHT, WIDTH), dtype="float64",
+                       dimension_names=("sample", "y", "x"))
+    with pytest.raises(StoreError, match="'teacher_depth' has dtype float64"):
+        validate(url)
+
+
+def _drop_consolidated(url: Path) -> None:
+    meta = json.loads((url / "zarr.json").read_text())
+    meta.pop("consolidated_metadata", None)
+    (url / "zarr.json").write_text(json.dumps(meta))
+
+
+def test_commit_record_without_data_is_reported(tmp_path: Path) -> None:
+    url = tmp_path / "s.zarr"
+    write_store(str(url), [2, 2])
+    for shard_object in url.glob("*/c/1"):
+        if shard_object.is_dir():
+            shutil.rmtree(shard_object)
+        else:
+            shard_object.unlink()
+    with pytest.raises(StoreError, match="shard 1 has a commit record of 2 samples but no data"):
+        validate(url)
+
+
+@pytest.mark.parametrize("bad", ["nan", "shape", "dtype", "duplicate_key", "missing_array"])
+def test_writer_refuses_bad_batches(tmp_path: Path, bad: str) -> None:
+    store = create_store(str(tmp_path / "s.zarr"), StoreLayout(HEIGHT, WIDTH, 1, 4), StoreInfo())
+    batch = make_batch(0, 2, "a")
+    if bad == "nan":
+        batch["teacher_depth"][0, 1, 1] = np.nan
+    elif bad == "shape":
+        batch["sparse_depth"] = batch["sparse_depth"][:, :-1]
+    elif bad == "dtype":
+        batch["rgb"] = batch["rgb"].astype(np.float32)
+    elif bad == "duplicate_key":
+        batch["key"] = ["same", "same"]
+    else:
+        del batch["intrinsics"]
+    with pytest.raises(ValueError):
+        write_shard(store, 0, batch)
+    assert SampleStore.open(tmp_path / "s.zarr").committed_shards == []
+
+
+def test_read_only_store_refuses_writes(tmp_path: Path) -> None:
+    write_store(str(tmp_path / "s.zarr"), [1])
+    with pytest.raises(ValueError, match="read-only"):
+        write_shard(SampleStore.open(tmp_path / "s.zarr"), 0, make_batch(0, 1, "a"))
+
+
+def test_create_refuses_existing_store(tmp_path: Path) -> None:
+    write_store(str(tmp_path / "s.zarr"), [1])
+    with pytest.raises(StoreError, match="already exists"):
+        create_store(str(tmp_path / "s.zarr"), StoreLayout(HEIGHT, WIDTH, 1, 4), StoreInfo())
+
+
+def test_fsspec_url_round_trip() -> None:
+    url = "memory://dmd3c-test/store.zarr"
+    batches = write_store(url, [3, 1])
+    store = SampleStore.open(url)
+    assert store.num_samples == 4
+    _assert_sample_equal(store.read_sample(3), batches[1], 0)
+    validate(url)
+
+
+def test_two_processes_writing_different_shards_lose_nothing(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.zarr")
+    create_store(url, StoreLayout(HEIGHT, WIDTH, 8, 4), StoreInfo())
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=write_shards_in_process, args=(url, shards, 4))
+               for shards in ([0, 2, 4, 6], [1, 3, 5, 7])]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    store = SampleStore.open(url)
+    assert store.num_samples == 32
+    validate(store)
+    for shard in range(8):
+        expected = make_batch(shard, 4, f"s{shard}")
+        got = store.read_shard(shard)
+        for name in ("rgb", "sparse_depth", "teacher_depth"):
+            np.testing.assert_array_equal(got[name], expected[name])
