@@ -117,6 +117,11 @@ class SampleStore:
         except KeyError as err:
             raise StoreError(self.url, f"array {name!r} is missing") from err
 
+    def shard_object(self, name: str, shard: int) -> str:
+        """Relative path of the zarr shard object holding ``shard`` of array ``name``."""
+        spec = self.specs[name]
+        return "/".join([name, "c", str(shard)] + ["0"] * len(spec.sample_shape))
+
     # -- commit records -----------------------------------------------------------------
     @cached_property
     def records(self) -> dict[int, ShardRecord]:

@@ -3,8 +3,9 @@
 Protocol (one writer per shard, enforced by the caller's work assignment):
 
 1. delete the shard's commit record, if any: from now on the shard is pending;
-2. write every array's full shard slot (``shard_size`` rows, padded with fill values), so
-   the write replaces the whole shard object and never merges with leftovers;
+2. delete the shard's objects, then write every array's full shard slot (``shard_size``
+   rows, padded with fill values): zarr's sharding codec would otherwise read the old
+   object to merge into it, and fail on one left truncated by an interrupted write;
 3. write the commit record atomically.
 
 A crash anywhere before 3 leaves a pending shard that readers ignore and a re-run rewrites.
@@ -33,6 +34,8 @@ def write_shard(store: SampleStore, shard: int, batch: Mapping[str, np.ndarray |
     keys = tuple(str(k) for k in padded["key"][: _batch_len(batch)]) if batch else ()
     record = ShardRecord(shard, keys, tuple(skipped), dict(extra or {}))
     store.location.delete(record_name(shard))
+    for name in store.specs:
+        store.location.delete(store.shard_object(name, shard))
     rows = store.layout.shard_rows(shard)
     for name, values in padded.items():
         store.array(name)[rows] = values

@@ -88,8 +88,4 @@ def check_committed_shard(store: SampleStore, shard: int) -> None:
 
 def shard_has_data(store: SampleStore, shard: int) -> bool:
     """Whether any array holds a shard object for ``shard``."""
-    for spec in store.specs.values():
-        chunk = "/".join([str(shard)] + ["0"] * len(spec.sample_shape))
-        if store.location.exists(f"{spec.name}/c/{chunk}"):
-            return True
-    return False
+    return any(store.location.exists(store.shard_object(name, shard)) for name in store.specs)

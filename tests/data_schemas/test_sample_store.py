@@ -92,6 +92,18 @@ def test_rewriting_a_shard_is_idempotent(tmp_path: Path) -> None:
     validate(url)
 
 
+def test_rewrite_replaces_a_truncated_shard_object(tmp_path: Path) -> None:
+    url = tmp_path / "s.zarr"
+    batches = write_store(str(url), [2, 2])
+    store = SampleStore.open(url, mode="r+")
+    store.location.delete(record_name(1))
+    victim = url / store.shard_object("teacher_depth", 1)
+    victim.write_bytes(victim.read_bytes()[:10])  # a writer killed mid-write
+    write_shard(store, 1, batches[1])
+    np.testing.assert_array_equal(SampleStore.open(url).read_shard(1)["teacher_depth"],
+                                  batches[1]["teacher_depth"])
+
+
 def test_empty_shard_commits_with_skip_reasons(tmp_path: Path) -> None:
     url = str(tmp_path / "s.zarr")
     store = create_store(url, StoreLayout(HEIGHT, WIDTH, 2, 4), StoreInfo())
