@@ -8,13 +8,13 @@ PY := $(VENV)/bin/python
 DMD3C := $(VENV)/bin/dmd3c
 STAMP := $(VENV)/.dmd3c-installed
 
-# generate-data
+# generate-data (OUT = the store it writes; RAY_ADDRESS is read from the environment)
 CORPUS ?= builtin
-STORE ?= data/store.zarr
 TEACHER ?= depth-anything-v2-small
+SENSOR ?= hdl64e
 GENERATE_ARGS ?=
-# pretrain / finetune
-OUT ?= runs/pretrain
+# pretrain reads STORE and writes the run directory OUT; finetune writes FINETUNE_OUT
+STORE ?= data/store.zarr
 KITTI ?= data/kitti
 TEACHER_MAPS ?= data/kitti_teacher.zarr
 INIT ?= runs/pretrain/last.pt
@@ -28,7 +28,8 @@ PYTEST_ARGS ?=
 help: ## Show the targets and their variables
 	@echo "dmd3c make targets (the first one run creates $(VENV)):"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-15s %s\n", $$1, $$2}'
-	@echo "variables: CORPUS=$(CORPUS) STORE=$(STORE) TEACHER=$(TEACHER) OUT=$(OUT)"
+	@echo "variables: generate-data: CORPUS=$(CORPUS) OUT=data/store.zarr TEACHER=$(TEACHER) SENSOR=$(SENSOR) RAY_ADDRESS=..."
+	@echo "           pretrain: STORE=$(STORE) OUT=runs/pretrain TRAIN_ARGS=..."
 	@echo "           KITTI=$(KITTI) TEACHER_MAPS=$(TEACHER_MAPS) INIT=$(INIT) FINETUNE_OUT=$(FINETUNE_OUT)"
 
 $(STAMP): pyproject.toml
@@ -41,10 +42,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install dmd3c with all dependencies
 
-generate-data: $(STAMP) ## Generate the sample store STORE from CORPUS with TEACHER (Ray)
-	$(DMD3C) generate --corpus $(CORPUS) --store $(STORE) --teacher $(TEACHER) $(GENERATE_ARGS)
-	$(DMD3C) inspect $(STORE)
+generate-data: OUT ?= data/store.zarr
+generate-data: $(STAMP) ## Generate the sample store OUT from CORPUS with TEACHER and SENSOR (Ray)
+	$(DMD3C) generate --corpus $(CORPUS) --store $(OUT) --teacher $(TEACHER) --sensor $(SENSOR) $(GENERATE_ARGS)
+	$(DMD3C) inspect $(OUT)
 
+pretrain: OUT ?= runs/pretrain
 pretrain: $(STAMP) ## Stage-1 distillation pre-training of BP-Net on STORE into OUT
 	$(DMD3C) pretrain --store $(STORE) --out $(OUT) $(TRAIN_ARGS)
 

@@ -42,6 +42,12 @@ def _spread_samples(store: SampleStore, count: int) -> list[dict]:
     return [store.read_sample(i) for i in indices]
 
 
+def _brief(attrs: dict, fields: tuple[str, ...]) -> str:
+    """A few named fields of an attribute dict (``--json`` has all of them)."""
+    shown = [f"{name}={attrs[name]}" for name in fields if name in attrs]
+    return ", ".join(shown) or "-"
+
+
 def format_summary(summary: dict) -> str:
     """Human-readable lines of a :func:`store_summary`."""
     lines = [
@@ -51,8 +57,8 @@ def format_summary(summary: dict) -> str:
         f"samples        {summary['num_samples']} in {summary['shards_committed']} committed "
         f"shards of {summary['shard_size']} ({summary['shards_pending']} pending)",
         f"skipped        {summary['num_skipped']} {summary['skipped_reasons'] or ''}".rstrip(),
-        f"teacher        {summary['teacher'] or '-'}",
-        f"sensor         {summary['sensor'] or '-'}",
+        f"teacher        {_brief(summary['teacher'], ('name', 'output_kind', 'warning'))}",
+        f"sensor         {_brief(summary['sensor'], ('preset', 'beams', 'azimuth_step_deg'))}",
     ]
     for name in ("sparse_depth", "teacher_depth"):
         stats = summary.get(name)
