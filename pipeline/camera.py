@@ -77,8 +77,10 @@ class IntrinsicsSampler:
     """Principal point offset from the image centre, uniform +- this fraction of W and H."""
 
 
-def sample_intrinsics(hw: tuple[int, int], rng: np.random.Generator, sampler: IntrinsicsSampler = IntrinsicsSampler()) -> np.ndarray:
-    """Seeded (3, 3) K for an (H, W) image: HFOV uniform in range, principal point near the centre."""
+def sample_intrinsics(
+    hw: tuple[int, int], rng: np.random.Generator, sampler: IntrinsicsSampler = IntrinsicsSampler()
+) -> np.ndarray:
+    """Seeded (3, 3) K for an (H, W) image: HFOV uniform in range, principal point near centre."""
     h, w = parse_hw(hw)
     lo, hi = sampler.hfov_deg
     if not 1.0 < lo <= hi < 179.0:
@@ -126,9 +128,12 @@ def _check_teacher_output(raw: np.ndarray) -> np.ndarray:
 
 
 def disparity_to_metric(
-    disparity: np.ndarray, sky: np.ndarray, rng: np.random.Generator, cfg: MetricRange = MetricRange()
+    disparity: np.ndarray,
+    sky: np.ndarray,
+    rng: np.random.Generator,
+    cfg: MetricRange = MetricRange(),
 ) -> np.ndarray:
-    """Affine map of relative disparity to metric inverse depth; returns (H, W) float32 depth (m), sky = 0.
+    """Affine map of relative disparity to metric inverse depth -> (H, W) float32 depth (m), sky 0.
 
     The alignment is done in disparity space because the teacher's output is affine-invariant there.
     """
@@ -176,6 +181,6 @@ def pixel_rays(hw: tuple[int, int], K: np.ndarray) -> np.ndarray:
 
 
 def unproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(H, W) depth (m, z along the optical axis) -> (H, W, 3) float32 points in the camera frame."""
+    """(H, W) depth (m, z along the optical axis) -> (H, W, 3) float32 camera-frame points."""
     depth = parse_depth(depth)
     return pixel_rays(depth.shape, K) * depth[..., None]

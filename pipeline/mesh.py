@@ -27,7 +27,7 @@ MESH_METHODS = ("grid", "poisson")
 
 @dataclass(frozen=True)
 class GridMesh:
-    """2.5-D grid mesh of a depth map, stored as inverse depth (implicit triangles, see module doc)."""
+    """2.5-D grid mesh of a depth map, as inverse depth (implicit triangles, see module doc)."""
 
     inv_depth: np.ndarray
     """(H, W) float32 1/m per pixel centre, 0 = no vertex (sky / no data)."""
@@ -59,7 +59,7 @@ class TriangleMesh:
 
 
 def parse_mesh_method(method: str) -> MeshMethod:
-    """``"grid"`` (default, no invented surfaces) or ``"poisson"`` (open3d, smooth, watertight-ish)."""
+    """``"grid"`` (default, no invented surfaces) or ``"poisson"`` (open3d, smooth)."""
     if method not in MESH_METHODS:
         raise ValueError(f"unknown mesh method {method!r}; allowed: {', '.join(MESH_METHODS)}")
     return method  # type: ignore[return-value]
@@ -75,7 +75,9 @@ def grid_mesh(depth: np.ndarray, K: np.ndarray, max_rel_jump: float = 0.1) -> Gr
     return GridMesh(inv_depth=inv, K=parse_intrinsics(K), max_rel_jump=float(max_rel_jump))
 
 
-def triangle_keep(q0: np.ndarray, q1: np.ndarray, q2: np.ndarray, max_rel_jump: float) -> np.ndarray:
+def triangle_keep(
+    q0: np.ndarray, q1: np.ndarray, q2: np.ndarray, max_rel_jump: float
+) -> np.ndarray:
     """Keep mask for triangles with vertex inverse depths q0, q1, q2 (any equal shapes)."""
     lo = np.minimum(np.minimum(q0, q1), q2)
     hi = np.maximum(np.maximum(q0, q1), q2)
@@ -103,8 +105,10 @@ def grid_to_triangles(mesh: GridMesh) -> TriangleMesh:
     return TriangleMesh(vertices=vertices.astype(np.float32), faces=grid_faces(mesh))
 
 
-def poisson_mesh(depth: np.ndarray, K: np.ndarray, octree_depth: int = 9, density_quantile: float = 0.05) -> TriangleMesh:
-    """Screened-Poisson surface (open3d) through the unprojected depth; low-support vertices trimmed."""
+def poisson_mesh(
+    depth: np.ndarray, K: np.ndarray, octree_depth: int = 8, density_quantile: float = 0.05
+) -> TriangleMesh:
+    """Screened-Poisson surface (open3d) through the unprojected depth; weak vertices trimmed."""
     import open3d as o3d
 
     depth = parse_depth(depth)
@@ -120,8 +124,10 @@ def poisson_mesh(depth: np.ndarray, K: np.ndarray, octree_depth: int = 9, densit
     return TriangleMesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.triangles, np.int32))
 
 
-def build_mesh(depth: np.ndarray, K: np.ndarray, method: str = "grid", max_rel_jump: float = 0.1) -> GridMesh | TriangleMesh:
-    """Depth (H, W) + K -> mesh by ``method`` ("grid" -> ``GridMesh``, "poisson" -> ``TriangleMesh``)."""
+def build_mesh(
+    depth: np.ndarray, K: np.ndarray, method: str = "grid", max_rel_jump: float = 0.1
+) -> GridMesh | TriangleMesh:
+    """Depth (H, W) + K -> ``GridMesh`` (method "grid") or ``TriangleMesh`` ("poisson")."""
     if parse_mesh_method(method) == "poisson":
         return poisson_mesh(depth, K)
     return grid_mesh(depth, K, max_rel_jump)

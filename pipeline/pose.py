@@ -29,12 +29,15 @@ def make_transform(R: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def kitti_mount() -> np.ndarray:
-    """KITTI 2011_09_26 ``calib_velo_to_cam`` as (4, 4) ``T_cam_from_lidar`` (LiDAR ~0.27 m behind, ~0.08 m above)."""
+    """KITTI 2011_09_26 ``calib_velo_to_cam`` as (4, 4) ``T_cam_from_lidar``.
+
+    The LiDAR sits ~0.27 m behind and ~0.08 m above camera 0.
+    """
     return make_transform(KITTI_R_CAM_FROM_LIDAR, KITTI_t_CAM_FROM_LIDAR)
 
 
 def camera_centred_mount() -> np.ndarray:
-    """``T_cam_from_lidar`` with the KITTI axes but the LiDAR origin at the camera centre (zero offset)."""
+    """``T_cam_from_lidar`` with KITTI axes, LiDAR origin at the camera centre."""
     return make_transform(KITTI_R_CAM_FROM_LIDAR, np.zeros(3))
 
 
@@ -75,8 +78,10 @@ class MountJitter:
             raise ValueError("MountJitter stds must be >= 0")
 
 
-def jitter_mount(T_cam_from_lidar: np.ndarray, jitter: MountJitter, rng: np.random.Generator) -> np.ndarray:
-    """Perturbed (4, 4) ``T_cam_from_lidar`` = T @ delta; always draws 6 normals so streams stay aligned."""
+def jitter_mount(
+    T_cam_from_lidar: np.ndarray, jitter: MountJitter, rng: np.random.Generator
+) -> np.ndarray:
+    """Perturbed (4, 4) ``T_cam_from_lidar`` = T @ delta; always draws 6 normals."""
     T = parse_transform(T_cam_from_lidar)
     z = rng.standard_normal(6)
     rot = axis_angle_to_matrix(np.radians(jitter.rotation_std_deg) * z[:3])

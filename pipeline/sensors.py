@@ -69,16 +69,20 @@ def parse_sensor_name(name: str) -> Path:
         return path
     candidate = SENSOR_DIR / f"{name}.yaml"
     if not candidate.is_file():
-        raise ValueError(f"unknown sensor preset {name!r}; known presets: {', '.join(known_sensors())}")
+        raise ValueError(
+            f"unknown sensor preset {name!r}; known presets: {', '.join(known_sensors())}"
+        )
     return candidate
 
 
 def _elevations_deg(cfg: dict) -> np.ndarray:
-    """Per-laser elevations (deg) from ``elevations_deg`` or ``elevation_blocks_deg`` [top, bottom, n]."""
+    """Per-laser elevations (deg) from ``elevations_deg`` or ``elevation_blocks_deg``."""
     if "elevations_deg" in cfg:
         return np.asarray(cfg["elevations_deg"], dtype=np.float64)
     if "elevation_blocks_deg" in cfg:
-        blocks = [np.linspace(top, bottom, int(n)) for top, bottom, n in cfg["elevation_blocks_deg"]]
+        blocks = [
+            np.linspace(top, bottom, int(n)) for top, bottom, n in cfg["elevation_blocks_deg"]
+        ]
         return np.concatenate(blocks)
     raise ValueError(f"sensor {cfg.get('name')!r}: needs elevations_deg or elevation_blocks_deg")
 
@@ -103,7 +107,7 @@ def sensor_from_dict(cfg: dict) -> SensorSpec:
 
 
 def thin_beams(spec: SensorSpec, beams: int) -> SensorSpec:
-    """Keep every k-th laser (top first) so that ``beams`` lasers remain; ``beams`` must divide the count."""
+    """Keep every k-th laser (top first) so ``beams`` lasers remain (must divide the count)."""
     if beams <= 0 or spec.beams % beams != 0:
         allowed = [d for d in range(1, spec.beams + 1) if spec.beams % d == 0]
         raise ValueError(f"sensor {spec.name!r}: beams={beams} invalid; allowed: {allowed}")

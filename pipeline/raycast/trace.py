@@ -32,22 +32,24 @@ class Traces:
     """(N,) bool: the clipped trace is non-empty."""
 
 
-def _s_bounds_from_range(origin: np.ndarray, dz: np.ndarray, t_min: float, t_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse-depth interval [s_far, s_near] covered by t in [t_min, t_max] (empty -> s_far > s_near)."""
+def _s_bounds_from_range(
+    origin: np.ndarray, dz: np.ndarray, t_min: float, t_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-depth interval [s_far, s_near] for t in [t_min, t_max] (empty: s_far > s_near)."""
     z_far = origin[2] + t_max * dz
-    z_near = np.maximum(origin[2] + t_min * dz, Z_FLOOR_M)
-    s_far = np.where(z_far > Z_FLOOR_M, 1.0 / np.maximum(z_far, Z_FLOOR_M), np.inf)
-    return s_far, 1.0 / z_near
+    s_far = 1.0 / np.maximum(z_far, Z_FLOOR_M)
+    s_far[z_far <= Z_FLOOR_M] = np.inf
+    return s_far, 1.0 / np.maximum(origin[2] + t_min * dz, Z_FLOOR_M)
 
 
-def _clip_axis(p: np.ndarray, a: np.ndarray, hi: float, s_far: np.ndarray, s_near: np.ndarray, ok: np.ndarray) -> None:
-    """Clip p + a s to [0, hi] along one axis, narrowing s_far / s_near / ok in place."""
-    moving = np.abs(a) > 1e-12
-    a_safe = np.where(moving, a, 1.0)
-    s0, s1 = -p / a_safe, (hi - p) / a_safe
-    np.maximum(s_far, np.where(moving, np.minimum(s0, s1), -np.inf), out=s_far)
-    np.minimum(s_near, np.where(moving, np.maximum(s0, s1), np.inf), out=s_near)
-    ok &= moving | ((p >= 0) & (p <= hi))
+def _clip_axis(
+    p: np.ndarray, a: np.ndarray, hi: float, s_far: np.ndarray, s_near: np.ndarray
+) -> None:
+    """Clip p + a s to [0, hi] along one axis, narrowing s_far / s_near in place."""
+    inv = 1.0 / (a + 1e-300)
+    s0, s1 = -p * inv, (hi - p) * inv
+    np.maximum(s_far, np.minimum(s0, s1), out=s_far)
+    np.minimum(s_near, np.maximum(s0, s1), out=s_near)
 
 
 def image_traces(
@@ -58,7 +60,7 @@ def image_traces(
     t_range: tuple[float, float],
     s_range: tuple[float, float] = (0.0, np.inf),
 ) -> Traces:
-    """Traces of rays o + t d (camera frame, t in ``t_range`` m) inside the pixel-centre box [0, W-1] x [0, H-1].
+    """Traces of rays o + t d (camera frame, t in ``t_range`` m) clipped to [0, W-1] x [0, H-1].
 
     ``s_range`` further limits the inverse depth (e.g. to the scene's [min, max] 1/depth).
     """
@@ -66,18 +68,17 @@ def image_traces(
     o = np.asarray(origin, dtype=np.float64)
     dz = dirs[:, 2]
     ok = dz > 1e-9
-    dz_safe = np.where(ok, dz, 1.0)
-    n_inf = dirs[:, :2] / dz_safe[:, None]
-    m = o[:2] - o[2] * n_inf
-    A = K[:2, :2]
-    p_inf = n_inf @ A.T + K[:2, 2]
-    slope = m @ A.T
+    dz_safe = np.maximum(dz, 1e-9)
+    nx, ny = dirs[:, 0] / dz_safe, dirs[:, 1] / dz_safe
+    mx, my = o[0] - o[2] * nx, o[1] - o[2] * ny
+    p_inf = np.stack([K[0, 0] * nx + K[0, 1] * ny + K[0, 2], K[1, 1] * ny + K[1, 2]], axis=1)
+    slope = np.stack([K[0, 0] * mx + K[0, 1] * my, K[1, 1] * my], axis=1)
     s_far, s_near = _s_bounds_from_range(o, dz_safe, *t_range)
     s_far = np.maximum(s_far, s_range[0])
     s_near = np.minimum(s_near, s_range[1])
     h, w = hw
-    _clip_axis(p_inf[:, 0], slope[:, 0], w - 1.0, s_far, s_near, ok)
-    _clip_axis(p_inf[:, 1], slope[:, 1], h - 1.0, s_far, s_near, ok)
+    _clip_axis(p_inf[:, 0], slope[:, 0], w - 1.0, s_far, s_near)
+    _clip_axis(p_inf[:, 1], slope[:, 1], h - 1.0, s_far, s_near)
     ok &= s_far <= s_near
     return Traces(p_inf=p_inf, slope=slope, s_near=s_near, s_far=s_far, ok=ok)
 

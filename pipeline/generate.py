@@ -1,0 +1,336 @@
+"""``dmd3c generate``: the job's configuration, the store it writes, and the per-shard work.
+
+The work of one shard is three pure steps, run by :mod:`pipeline.orchestrate` on Ray:
+
+1. :func:`decode_shard` (CPU task): read and decode the shard's images to the canvas;
+2. :meth:`pipeline.teacher.Teacher.predict` (teacher actor, GPU when present): raw outputs;
+3. :func:`finish_shard` (CPU task): metric depth, intrinsics, mesh, LiDAR ray-cast,
+   projection, then :func:`data_schemas.write_shard` writes and commits the whole shard.
+
+Every random choice of a sample derives from ``(seed, key)`` (``pipeline.seeding``), and a
+shard's content depends only on its items and the config, so any schedule, retry or
+resume writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from data_schemas import (
+    DEFAULT_SHARD_SIZE,
+    SampleStore,
+    SkippedSample,
+    StoreInfo,
+    StoreLayout,
+    create_store,
+    write_shard,
+)
+from data_schemas.location import StoreLocation
+from pipeline.camera import IntrinsicsSampler, MetricRange
+from pipeline.corpus import (
+    CanvasConfig,
+    CorpusConfig,
+    CorpusItem,
+    ShardPlan,
+    SkipSample,
+    corpus_fingerprint,
+    load_item,
+)
+from pipeline.sensors import SensorSpec, load_sensor
+from pipeline.simulate import SimConfig, simulate
+from pipeline.teacher import DEFAULT_TEACHER, TeacherConfig, TeacherSpec
+
+GENERATOR_NAME = "dmd3c.generate"
+GENERATOR_VERSION = "1"
+"""Bumped when the per-sample computation changes meaning (part of the store identity)."""
+
+
+@dataclass(frozen=True)
+class SensorChoice:
+    """The simulated LiDAR."""
+
+    preset: str = "hdl64e"
+    """Preset name in configs/sensors (hdl64e, vlp32c, ...) or a YAML path."""
+    beams: int | None = None
+    """Thin the preset to this many lasers (must divide its count); None = all."""
+
+    def load(self) -> SensorSpec:
+        return load_sensor(self.preset, beams=self.beams)
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Test-only faults (never part of the store identity)."""
+
+    kill_shard: int = -1
+    """The worker finishing this shard exits abruptly (os._exit) the first time."""
+    marker: str = ""
+    """File created before the kill; its existence means "already killed once"."""
+    shard_delay_s: float = 0.0
+    """Sleep this long in every shard's last step (to kill a driver mid-run)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How the job runs; changing these never changes the store's content."""
+
+    address: str | None = None
+    """Ray cluster address (``host:port``, ``ray://...``, ``auto``); None = RAY_ADDRESS or
+    an embedded single-node Ray."""
+    workers: int | None = None
+    """Embedded Ray only: concurrent CPU tasks (decode, simulate+write); None = all cores."""
+    teacher_actors: int | None = None
+    """Teacher actors; None = one per GPU of the cluster, or 1 without GPUs."""
+    teacher_cpus: float | None = None
+    """CPUs reserved per teacher actor; None = 0.5 with a GPU, 1 on CPU."""
+    max_in_flight: int | None = None
+    """Shards submitted at once (bounds memory); None = 2 x (workers + actors)."""
+    retries: int = 3
+    """Ray retries of a task / restarts of an actor whose process died."""
+    overwrite: bool = False
+    """Replace an existing store made with a different config."""
+    progress: bool = True
+    """Show a tqdm progress bar on stderr."""
+    fault: FaultInjection = field(default_factory=FaultInjection)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Everything ``dmd3c generate`` needs; all but ``store`` and ``run`` define the store."""
+
+    store: str
+    """Output store: local path or fsspec URL."""
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    canvas: CanvasConfig = field(default_factory=CanvasConfig)
+    teacher: str = DEFAULT_TEACHER
+    """Registry name, local folder (save_pretrained / huggingface-cli download) or hub id."""
+    teacher_run: TeacherConfig = field(default_factory=TeacherConfig)
+    sensor: SensorChoice = field(default_factory=SensorChoice)
+    sim: SimConfig = field(default_factory=SimConfig)
+    intrinsics: IntrinsicsSampler = field(default_factory=IntrinsicsSampler)
+    metric: MetricRange = field(default_factory=MetricRange)
+    seed: int = 0
+    """Global seed; every per-sample random choice derives from (seed, sample key)."""
+    shard_size: int = DEFAULT_SHARD_SIZE
+    """Samples per shard = unit of work and of commit."""
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1 or self.seed < 0:
+            raise ValueError("shard_size must be >= 1 and seed >= 0")
+
+
+@dataclass(frozen=True)
+class ShardContext:
+    """What a worker needs to finish shards (small, pickled once per task)."""
+
+    store: str
+    teacher_kind: str
+    sensor: SensorSpec
+    sim: SimConfig
+    intrinsics: IntrinsicsSampler
+    metric: MetricRange
+    seed: int
+    fault: FaultInjection
+
+
+# -- store identity ----------------------------------------------------------------------
+def generator_attrs(cfg: GenerateConfig, items: list[CorpusItem]) -> dict[str, object]:
+    """The store's ``generator`` attribute: the resolved config that defines its content."""
+    body = asdict(cfg)
+    for transient in ("store", "run"):
+        body.pop(transient)
+    body["teacher_run"].pop("device")
+    body["corpus"]["num_items"] = len(items)
+    body["corpus"]["fingerprint"] = corpus_fingerprint(items)
+    return _plain({"name": GENERATOR_NAME, "version": GENERATOR_VERSION, **body})
+
+
+def _plain(value: object) -> dict[str, object]:
+    """JSON round trip: tuples -> lists, as the attributes read back."""
+    return json.loads(json.dumps(value))
+
+
+def store_info(cfg: GenerateConfig, items: list[CorpusItem], teacher: TeacherSpec,
+               precision: str, sensor: SensorSpec) -> StoreInfo:
+    teacher_attrs = {**teacher.attrs(), "input_size": cfg.teacher_run.input_size,
+                     "precision": precision}
+    return StoreInfo(generator_attrs(cfg, items), _plain(teacher_attrs),
+                     _plain(sensor_attrs(cfg.sensor.preset, sensor)))
+
+
+def sensor_attrs(preset: str, sensor: SensorSpec) -> dict[str, object]:
+    """The store's ``sensor`` attribute, angles in degrees as in the preset files."""
+    return {"preset": preset, "name": sensor.name, "beams": sensor.beams,
+            "elevations_deg": [round(math.degrees(e), 4) for e in sensor.elevations_rad],
+            "azimuth_step_deg": round(math.degrees(sensor.azimuth_step_rad), 6),
+            "max_range_m": sensor.max_range_m, "min_range_m": sensor.min_range_m,
+            "range_noise_std_m": sensor.range_noise_std_m, "drop_prob": sensor.drop_prob,
+            "drop_prob_per_100m": sensor.drop_prob_per_100m}
+
+
+def open_or_create(cfg: GenerateConfig, layout: StoreLayout, info: StoreInfo) -> SampleStore:
+    """The store to write: created, or reopened for resume when its config is the same."""
+    location = StoreLocation.parse(cfg.store)
+    if not location.exists("zarr.json") or cfg.run.overwrite:
+        if cfg.run.overwrite and location.exists():
+            location.fs.rm(location.root, recursive=True)
+        return create_store(cfg.store, layout, info)
+    store = SampleStore.open(cfg.store, mode="r+")
+    differences = config_differences(store.attrs, layout, info)
+    if differences:
+        raise ValueError(f"{cfg.store}: the existing store was made with a different config "
+                         f"({', '.join(differences)} differ); pass --overwrite to replace it, "
+                         f"or choose another --store")
+    return store
+
+
+def config_differences(attrs: dict[str, object], layout: StoreLayout,
+                       info: StoreInfo) -> list[str]:
+    """Names of the root attributes (``generator.seed``...) that differ from the new job."""
+    ours = {"canvas": [layout.height, layout.width], "shard_size": layout.shard_size,
+            "num_shards": layout.num_shards, "generator": info.generator,
+            "teacher": info.teacher, "sensor": info.sensor}
+    found = []
+    for name, value in ours.items():
+        stored = attrs.get(name)
+        if isinstance(value, dict) and isinstance(stored, dict):
+            found += [f"{name}.{k}" for k in sorted(set(value) | set(stored))
+                      if value.get(k) != stored.get(k)]
+        elif stored != value:
+            found.append(name)
+    return found
+
+
+# -- per-shard work ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecodedShard:
+    """Step 1 output: the shard's decodable items and their canvases, and the skips."""
+
+    shard: int
+    items: tuple[CorpusItem, ...]
+    rgb: np.ndarray
+    """(n, H, W, 3) uint8."""
+    skipped: tuple[SkippedSample, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What the driver learns about a committed shard."""
+
+    shard: int
+    written: int
+    skipped: tuple[SkippedSample, ...]
+    seconds: dict[str, float]
+
+
+def decode_shard(plan: ShardPlan, canvas: CanvasConfig) -> DecodedShard:
+    """Read and decode every item of ``plan``; undecodable items become skips."""
+    start = time.perf_counter()
+    ok, images, skipped = [], [], []
+    for item in plan.items:
+        try:
+            images.append(load_item(item, canvas))
+            ok.append(item)
+        except SkipSample as why:
+            skipped.append(SkippedSample(item.key, str(why)))
+    rgb = (np.stack(images) if images
+           else np.zeros((0, canvas.height, canvas.width, 3), np.uint8))
+    return DecodedShard(plan.shard, tuple(ok), rgb, tuple(skipped), time.perf_counter() - start)
+
+
+def simulate_shard(decoded: DecodedShard, raw: np.ndarray,
+                   ctx: ShardContext) -> dict[str, object]:
+    """Teacher outputs (n, H, W) -> the shard's batch (array name -> [n, ...])."""
+    rows = [simulate(raw[i], ctx.teacher_kind, ctx.sensor, ctx.seed, key=item.key,
+                     intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim)
+            for i, item in enumerate(decoded.items)]
+    return {
+        "rgb": decoded.rgb,
+        "sparse_depth": np.stack([r.scan.sparse_depth for r in rows]),
+        "teacher_depth": np.stack([r.depth for r in rows]),
+        "teacher_output": raw.astype(np.float32),
+        "intrinsics": np.stack([r.scan.K for r in rows]).astype(np.float32),
+        "T_cam_from_lidar": np.stack([r.scan.T_cam_from_lidar for r in rows]).astype(
+            np.float32),
+        "key": [item.key for item in decoded.items],
+        "source": [item.source for item in decoded.items],
+    }
+
+
+def finish_shard(decoded: DecodedShard, raw: np.ndarray, teacher_seconds: float,
+                 ctx: ShardContext) -> ShardResult:
+    """Simulate the LiDAR for every sample, write the whole shard, commit it."""
+    inject_faults(decoded.shard, ctx.fault)
+    start = time.perf_counter()
+    batch = simulate_shard(decoded, raw, ctx) if decoded.items else {}
+    simulated = time.perf_counter()
+    store = SampleStore.open(ctx.store, mode="r+")
+    extra = {"density": [round(float(np.count_nonzero(d)) / d.size, 6)
+                         for d in batch.get("sparse_depth", [])]}
+    write_shard(store, decoded.shard, batch, skipped=decoded.skipped, extra=extra)
+    seconds = {"decode": decoded.seconds, "teacher": teacher_seconds,
+               "simulate": simulated - start, "write": time.perf_counter() - simulated}
+    return ShardResult(decoded.shard, len(decoded.items), decoded.skipped, seconds)
+
+
+def inject_faults(shard: int, fault: FaultInjection) -> None:
+    """Test-only: sleep, or kill this worker process once for ``fault.kill_shard``."""
+    if fault.shard_delay_s > 0:
+        time.sleep(fault.shard_delay_s)
+    if shard == fault.kill_shard and fault.marker and not os.path.exists(fault.marker):
+        with open(fault.marker, "w") as handle:
+            handle.write(f"killed worker {os.getpid()} on shard {shard}\n")
+        os._exit(1)
+
+
+# -- summary -----------------------------------------------------------------------------
+@dataclass
+class GenerateSummary:
+    """The end-of-job report."""
+
+    store: str
+    shards_total: int
+    shards_resumed: int = 0
+    shards_written: int = 0
+    samples_written: int = 0
+    skipped: list[SkippedSample] = field(default_factory=list)
+    wall_s: float = 0.0
+    work_s: float = 0.0
+    """Wall time of the shard work alone (without Ray start-up and model loading)."""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, result: ShardResult) -> None:
+        self.shards_written += 1
+        self.samples_written += result.written
+        self.skipped.extend(result.skipped)
+        for stage, seconds in result.seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples_written / self.wall_s if self.wall_s > 0 else 0.0
+
+    def skip_reasons(self) -> dict[str, int]:
+        """Skips counted by reason class (the text before the first ':')."""
+        return dict(Counter(s.reason.split(":")[0] for s in self.skipped))
+
+    def lines(self) -> list[str]:
+        per_sample = {k: v / max(self.samples_written, 1) for k, v in self.stage_seconds.items()}
+        return [
+            f"store      {self.store}",
+            f"shards     {self.shards_written} written, {self.shards_resumed} already "
+            f"committed (resumed), {self.shards_total} total",
+            f"samples    {self.samples_written} written, {len(self.skipped)} skipped "
+            f"{self.skip_reasons() or ''}".rstrip(),
+            f"wall time  {self.wall_s:.1f} s, {self.samples_per_s:.2f} samples/s",
+            "cpu s/sample " + "  ".join(f"{k} {v:.3f}" for k, v in per_sample.items()),
+        ]

@@ -1,0 +1,146 @@
+"""``dmd3c teach``: teacher maps of KITTI images at full resolution, for stage-2 fine-tuning.
+
+Replaces the official repository's lossy 8-bit ``disp/*.png`` with float32 maps in a Zarr
+v3 store (format ``dmd3c.teacher_maps`` 1.0)::
+
+    <out>/zarr.json         root attributes: schema, teacher (as in sample stores), keys
+    <out>/<key>             one float32 [H, W] array per image (dims y, x; fill 0), at the
+                            image's path relative to the KITTI root, e.g.
+                            raw/2011_09_26/2011_09_26_drive_0001_sync/image_02/data/0000000005.png
+
+Array attributes: ``source`` (the image file), ``units`` (teacher units: relative disparity
+or m, see root ``teacher.output_kind``) and ``complete`` (true once the data is written: a
+re-run redoes incomplete maps and skips complete ones). Root ``keys`` lists every complete
+map after a finished run. Read one with ``zarr.open_group(out)[key][:]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+from PIL import Image
+from tqdm import tqdm
+
+from data_schemas.location import StoreLocation
+from pipeline.corpus import CorpusItem, keep_key, to_rgb8
+from pipeline.teacher import DEFAULT_TEACHER, Teacher, TeacherConfig, resolve_teacher
+
+SCHEMA_NAME = "dmd3c.teacher_maps"
+SCHEMA_VERSION = "1.0"
+KITTI_IMAGES: tuple[str, ...] = (
+    "raw/*/*/image_02/data/*.png", "raw/*/*/image_03/data/*.png",
+    "val_selection_cropped/image/*.png", "test_depth_completion_anonymous/image/*.png")
+"""Globs (matched from the right of the path under the KITTI root) of the RGB images."""
+
+
+@dataclass(frozen=True)
+class TeachConfig:
+    """What ``dmd3c teach`` reads and writes."""
+
+    kitti: str
+    """KITTI root holding raw/, val_selection_cropped/, test_depth_completion_anonymous/."""
+    out: str
+    """Output teacher-map store (local path or fsspec URL)."""
+    teacher: str = DEFAULT_TEACHER
+    teacher_run: TeacherConfig = field(default_factory=TeacherConfig)
+    include: tuple[str, ...] = KITTI_IMAGES
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TeachSummary:
+    out: str
+    written: int
+    already: int
+    seconds: float
+
+
+def kitti_images(root: str, include: tuple[str, ...]) -> list[CorpusItem]:
+    """RGB images under ``root`` matching ``include``, sorted by key (path under root)."""
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise FileNotFoundError(f"KITTI root {root} is not a folder")
+    items = [CorpusItem(p.relative_to(base).as_posix(), str(p)) for p in sorted(base.rglob("*"))
+             if p.is_file() and keep_key(p.relative_to(base).as_posix(), include, ())]
+    if not items:
+        raise FileNotFoundError(f"no KITTI images under {root} matching {list(include)}")
+    return items
+
+
+def open_maps(cfg: TeachConfig, teacher_attrs: dict[str, object]) -> zarr.Group:
+    """The output group, created or reopened (same teacher) for resume."""
+    location = StoreLocation.parse(cfg.out)
+    attrs = {"schema": {"name": SCHEMA_NAME, "version": SCHEMA_VERSION},
+             "teacher": teacher_attrs, "keys": []}
+    if location.exists("zarr.json") and not cfg.overwrite:
+        group = zarr.open_group(location.zarr_store(read_only=False), mode="r+")
+        if dict(group.attrs).get("teacher") != teacher_attrs:
+            raise ValueError(f"{cfg.out}: teacher maps of another teacher are stored here; "
+                             f"pass --overwrite or choose another --out")
+        return group
+    return zarr.open_group(location.zarr_store(read_only=False), mode="w", zarr_format=3,
+                           attributes=attrs)
+
+
+def is_complete(group: zarr.Group, key: str) -> bool:
+    try:
+        return bool(group[key].attrs.get("complete"))
+    except KeyError:
+        return False
+
+
+def write_map(group: zarr.Group, item: CorpusItem, values: np.ndarray, units: str) -> None:
+    """One map: data first, then ``complete`` = true."""
+    parent, _, name = item.key.rpartition("/")
+    node = group.require_group(parent) if parent else group
+    array = node.create_array(name, shape=values.shape, dtype="float32",
+                              chunks=values.shape, fill_value=0.0, dimension_names=("y", "x"),
+                              attributes={"source": item.source, "units": units,
+                                          "complete": False}, overwrite=True)
+    array[:] = values
+    array.attrs["complete"] = True
+
+
+def _batches(items: list[CorpusItem], size: int) -> Iterator[tuple[list[CorpusItem], np.ndarray]]:
+    """Runs of up to ``size`` consecutive images with equal shape, decoded to RGB8."""
+    run: list[CorpusItem] = []
+    images: list[np.ndarray] = []
+    for item in items:
+        with Image.open(item.source) as opened:
+            rgb = to_rgb8(opened)
+        if images and (rgb.shape != images[0].shape or len(images) == size):
+            yield run, np.stack(images)
+            run, images = [], []
+        run.append(item)
+        images.append(rgb)
+    if images:
+        yield run, np.stack(images)
+
+
+def run_teach(cfg: TeachConfig) -> TeachSummary:
+    """Write (or complete) the teacher maps of every KITTI image under ``cfg.kitti``."""
+    import time
+
+    start = time.perf_counter()
+    items = kitti_images(cfg.kitti, cfg.include)
+    spec = resolve_teacher(cfg.teacher)
+    teacher = Teacher(spec, cfg.teacher_run)
+    teacher_attrs = {**spec.attrs(), "input_size": cfg.teacher_run.input_size,
+                     "precision": teacher.precision}
+    group = open_maps(cfg, teacher_attrs)
+    todo = [item for item in items if not is_complete(group, item.key)]
+    units = str(teacher_attrs["units"])
+    with tqdm(total=len(todo), unit="image", desc="teach", disable=not cfg.progress,
+              file=sys.stderr) as bar:
+        for run, rgb in _batches(todo, cfg.teacher_run.batch_size):
+            for item, values in zip(run, teacher.predict(rgb), strict=True):
+                write_map(group, item, values, units)
+            bar.update(len(run))
+    group.attrs["keys"] = [item.key for item in items]
+    return TeachSummary(cfg.out, len(todo), len(items) - len(todo), time.perf_counter() - start)

@@ -1,0 +1,45 @@
+"""Shared fixtures for the LiDAR simulation tests (analytic scenes, presets, the KITTI sample)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.pose import kitti_mount
+from pipeline.sensors import load_sensor
+from pipeline.synthetic import Scene, kitti_like_scene
+
+KITTI_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kitti_sample"
+
+
+@pytest.fixture(scope="session")
+def kitti_scene() -> Scene:
+    """Seeded KITTI-like street (352 x 1216, KITTI intrinsics)."""
+    return kitti_like_scene(seed=0)
+
+
+@pytest.fixture(scope="session")
+def hdl64e():
+    return load_sensor("hdl64e")
+
+
+@pytest.fixture(scope="session")
+def mount() -> np.ndarray:
+    return kitti_mount()
+
+
+@pytest.fixture(scope="session")
+def kitti_sample() -> Path:
+    """Root of the shared KITTI sample; skips when it is not available."""
+    if not (KITTI_SAMPLE / "raw" / "2011_09_26").is_dir():
+        pytest.skip(f"KITTI sample not found at {KITTI_SAMPLE}")
+    return KITTI_SAMPLE
+
+
+def small_K(hw: tuple[int, int], hfov_deg: float = 80.0) -> np.ndarray:
+    """Square-pixel K centred on an (H, W) image."""
+    h, w = hw
+    f = 0.5 * w / np.tan(np.radians(hfov_deg) / 2)
+    return np.array([[f, 0.0, (w - 1) / 2], [0.0, f, (h - 1) / 2], [0.0, 0.0, 1.0]])

@@ -1,0 +1,111 @@
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.camera import (
+    IntrinsicsSampler,
+    MetricRange,
+    parse_depth,
+    parse_intrinsics,
+    sample_intrinsics,
+    sky_mask,
+    teacher_to_metric_depth,
+    unproject,
+)
+
+
+def test_sampled_intrinsics_are_seeded_and_in_range():
+    sampler = IntrinsicsSampler(hfov_deg=(50.0, 70.0), principal_jitter=0.02)
+    Ks = [sample_intrinsics((300, 400), np.random.default_rng(s), sampler) for s in range(50)]
+    assert np.array_equal(Ks[0], sample_intrinsics((300, 400), np.random.default_rng(0), sampler))
+    hfov = [math.degrees(2 * math.atan(200 / K[0, 0])) for K in Ks]
+    assert 50 <= min(hfov) and max(hfov) <= 70 and max(hfov) - min(hfov) > 10
+    for K in Ks:
+        assert K[0, 0] == K[1, 1]
+        assert abs(K[0, 2] - 199.5) <= 8 + 1e-9 and abs(K[1, 2] - 149.5) <= 6 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "K, match",
+    [
+        (np.eye(2), "3, 3"),
+        (np.diag([0.0, 1.0, 1.0]), "fx"),
+        (np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 2]]), "last row"),
+        (np.full((3, 3), np.inf), "finite"),
+    ],
+)
+def test_degenerate_intrinsics_rejected(K, match):
+    with pytest.raises(ValueError, match=match):
+        parse_intrinsics(K)
+
+
+@pytest.mark.parametrize(
+    "depth, match",
+    [
+        (np.full((4, 4), np.nan), "NaN"),
+        (np.full((4, 4), np.inf), "NaN or inf"),
+        (-np.ones((4, 4)), "negative"),
+        (np.zeros((0, 5)), "2-D"),
+        (np.ones(5), "2-D"),
+    ],
+)
+def test_bad_depth_rejected(depth, match):
+    with pytest.raises(ValueError, match=match):
+        parse_depth(depth)
+
+
+def test_disparity_maps_to_sampled_metric_range_in_disparity_space():
+    disp = np.tile(np.linspace(0.0, 10.0, 200, dtype=np.float32), (20, 1))
+    cfg = MetricRange(
+        near_m=(4.0, 4.0), far_m=(80.0, 80.0), quantiles=(0.0, 1.0), sky_rel_threshold=0.05
+    )
+    depth, sky = teacher_to_metric_depth(disp, "disparity", np.random.default_rng(0), cfg)
+    assert sky[:, :10].all() and not sky[:, 10:].any()
+    assert depth[sky].max() == 0.0
+    valid = depth[0, 10:]
+    assert np.all(np.diff(valid) <= 0)  # more disparity -> nearer
+    assert valid.min() == pytest.approx(4.0, rel=1e-5) and valid.max() == pytest.approx(
+        80.0, rel=1e-5
+    )
+    inv = 1.0 / valid  # affine in disparity
+    assert np.allclose(np.diff(inv), np.diff(inv)[0], rtol=1e-3)
+
+
+def test_metric_range_is_sampled_from_the_seed():
+    disp = np.random.default_rng(1).uniform(1, 5, (30, 40)).astype(np.float32)
+    a, _ = teacher_to_metric_depth(disp, "disparity", np.random.default_rng(0))
+    b, _ = teacher_to_metric_depth(disp, "disparity", np.random.default_rng(0))
+    c, _ = teacher_to_metric_depth(disp, "disparity", np.random.default_rng(1))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.dtype == np.float32 and np.all(np.isfinite(a))
+
+
+def test_metric_teacher_is_identity_outside_sky():
+    depth = np.full((10, 10), 7.5, np.float32)
+    depth[0] = 500.0
+    out, sky = teacher_to_metric_depth(depth, "depth", np.random.default_rng(0))
+    assert sky[0].all() and not sky[1:].any()
+    assert np.array_equal(out[1:], depth[1:]) and out[0].max() == 0
+
+
+def test_teacher_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="allowed: disparity, depth"):
+        teacher_to_metric_depth(np.ones((4, 4)), "normals", rng)
+    with pytest.raises(ValueError, match="NaN"):
+        teacher_to_metric_depth(np.full((4, 4), np.nan), "disparity", rng)
+
+
+def test_constant_disparity_is_all_sky():
+    assert sky_mask(np.ones((5, 5)), "disparity").all()
+    depth, _ = teacher_to_metric_depth(np.ones((5, 5)), "disparity", np.random.default_rng(0))
+    assert not depth.any()
+
+
+def test_unproject_is_pinhole_inverse():
+    K = np.array([[100.0, 0, 20], [0, 100.0, 10], [0, 0, 1]])
+    pts = unproject(np.full((21, 41), 5.0, np.float32), K)
+    assert pts.shape == (21, 41, 3) and pts.dtype == np.float32
+    assert np.allclose(pts[10, 20], [0, 0, 5])
+    assert np.allclose(pts[0, 40], [(40 - 20) / 100 * 5, (0 - 10) / 100 * 5, 5])
