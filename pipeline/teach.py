@@ -1,17 +1,7 @@
 """``dmd3c teach``: teacher maps of KITTI images at full resolution, for stage-2 fine-tuning.
 
-Replaces the official repository's lossy 8-bit ``disp/*.png`` with float32 maps in a Zarr
-v3 store (format ``dmd3c.teacher_maps`` 1.0)::
-
-    <out>/zarr.json         root attributes: schema, teacher (as in sample stores), keys
-    <out>/<key>             one float32 [H, W] array per image (dims y, x; fill 0), at the
-                            image's path relative to the KITTI root, e.g.
-                            raw/2011_09_26/2011_09_26_drive_0001_sync/image_02/data/0000000005.png
-
-Array attributes: ``source`` (the image file), ``units`` (teacher units: relative disparity
-or m, see root ``teacher.output_kind``) and ``complete`` (true once the data is written: a
-re-run redoes incomplete maps and skips complete ones). Root ``keys`` lists every complete
-map after a finished run. Read one with ``zarr.open_group(out)[key][:]``.
+Replaces the official repository's lossy 8-bit ``disp/*.png`` with float32 maps in a
+teacher-map store (format ``dmd3c.teacher_maps``, defined in :mod:`data_schemas.teacher_maps`).
 """
 
 from __future__ import annotations
@@ -27,11 +17,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from data_schemas.location import StoreLocation
+from data_schemas.teacher_maps import (
+    create_teacher_maps,
+    is_complete,
+    open_teacher_maps,
+    write_teacher_map,
+)
 from pipeline.corpus import CorpusItem, keep_key, to_rgb8
 from pipeline.teacher import DEFAULT_TEACHER, Teacher, TeacherConfig, resolve_teacher
 
-SCHEMA_NAME = "dmd3c.teacher_maps"
-SCHEMA_VERSION = "1.0"
 KITTI_IMAGES: tuple[str, ...] = (
     "raw/*/*/image_02/data/*.png", "raw/*/*/image_03/data/*.png",
     "val_selection_cropped/image/*.png", "test_depth_completion_anonymous/image/*.png")
@@ -75,36 +69,13 @@ def kitti_images(root: str, include: tuple[str, ...]) -> list[CorpusItem]:
 
 def open_maps(cfg: TeachConfig, teacher_attrs: dict[str, object]) -> zarr.Group:
     """The output group, created or reopened (same teacher) for resume."""
-    location = StoreLocation.parse(cfg.out)
-    attrs = {"schema": {"name": SCHEMA_NAME, "version": SCHEMA_VERSION},
-             "teacher": teacher_attrs, "keys": []}
-    if location.exists("zarr.json") and not cfg.overwrite:
-        group = zarr.open_group(location.zarr_store(read_only=False), mode="r+")
-        if dict(group.attrs).get("teacher") != teacher_attrs:
-            raise ValueError(f"{cfg.out}: teacher maps of another teacher are stored here; "
-                             f"pass --overwrite or choose another --out")
-        return group
-    return zarr.open_group(location.zarr_store(read_only=False), mode="w", zarr_format=3,
-                           attributes=attrs)
-
-
-def is_complete(group: zarr.Group, key: str) -> bool:
-    try:
-        return bool(group[key].attrs.get("complete"))
-    except KeyError:
-        return False
-
-
-def write_map(group: zarr.Group, item: CorpusItem, values: np.ndarray, units: str) -> None:
-    """One map: data first, then ``complete`` = true."""
-    parent, _, name = item.key.rpartition("/")
-    node = group.require_group(parent) if parent else group
-    array = node.create_array(name, shape=values.shape, dtype="float32",
-                              chunks=values.shape, fill_value=0.0, dimension_names=("y", "x"),
-                              attributes={"source": item.source, "units": units,
-                                          "complete": False}, overwrite=True)
-    array[:] = values
-    array.attrs["complete"] = True
+    if not StoreLocation.parse(cfg.out).exists("zarr.json") or cfg.overwrite:
+        return create_teacher_maps(cfg.out, teacher_attrs)
+    group = open_teacher_maps(cfg.out, mode="r+")
+    if dict(group.attrs).get("teacher") != teacher_attrs:
+        raise ValueError(f"{cfg.out}: teacher maps of another teacher are stored here; "
+                         f"pass --overwrite or choose another --out")
+    return group
 
 
 def _batches(items: list[CorpusItem], size: int) -> Iterator[tuple[list[CorpusItem], np.ndarray]]:
@@ -140,7 +111,7 @@ def run_teach(cfg: TeachConfig) -> TeachSummary:
               file=sys.stderr) as bar:
         for run, rgb in _batches(todo, cfg.teacher_run.batch_size):
             for item, values in zip(run, teacher.predict(rgb), strict=True):
-                write_map(group, item, values, units)
+                write_teacher_map(group, item.key, item.source, values, units)
             bar.update(len(run))
     group.attrs["keys"] = [item.key for item in items]
     return TeachSummary(cfg.out, len(todo), len(items) - len(todo), time.perf_counter() - start)
