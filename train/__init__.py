@@ -1,1 +1,1 @@
-"""BP-Net training side of dmd3c: the model (``train.model``) and, later, data, losses and engine."""
+"""BP-Net training side of dmd3c: the model (``train.model``); data, losses, engine to come."""

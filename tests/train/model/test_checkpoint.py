@@ -1,0 +1,103 @@
+"""save_checkpoint -> load_checkpoint round trips (released format and ours), clear mismatches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from train.model import BPNet, CheckpointError, load_checkpoint, save_checkpoint
+
+
+def small_net() -> nn.Module:
+    """A tiny module with parameters and BN buffers (stands in for BPNet where size is moot)."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+
+def randomise(module: nn.Module, seed: int) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for value in module.state_dict().values():
+            if value.is_floating_point():
+                value.copy_(torch.rand(value.shape, generator=gen))
+            else:
+                value.fill_(seed)
+    return module
+
+
+def test_released_format_round_trip_bpnet(tmp_path: Path) -> None:
+    saved = BPNet()
+    path = tmp_path / "official.pth"
+    save_checkpoint(path, saved, epoch=7, best_metric_ema=0.75)
+    payload = torch.load(path, weights_only=True)
+    assert sorted(payload) == ["best_metric_ema", "epoch", "net"]
+    ckpt = load_checkpoint(path, map_location="cpu")
+    assert isinstance(ckpt.model, BPNet) and ckpt.epoch == 7 and ckpt.best_metric_ema == 0.75
+    loaded = ckpt.model.state_dict()
+    for key, value in saved.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    assert all(p.device.type == "cpu" for p in ckpt.model.parameters())
+
+
+def test_file_written_by_plain_torch_save_loads(tmp_path: Path) -> None:
+    """A file in the released layout that we did not write ourselves."""
+    saved = randomise(small_net(), seed=2)
+    path = tmp_path / "plain.pth"
+    torch.save({"net": saved.state_dict(), "epoch": 3, "best_metric_ema": 1.5}, path)
+    ckpt = load_checkpoint(path, model=small_net())
+    assert torch.equal(ckpt.model[0].weight, saved[0].weight) and ckpt.epoch == 3
+
+
+def test_our_superset_format_loads_net_and_ema(tmp_path: Path) -> None:
+    net, ema = randomise(small_net(), seed=3), randomise(small_net(), seed=4)
+    path = tmp_path / "ours.pth"
+    extra = {"ema": ema.state_dict(), "step": 12, "config": {"lr": 1e-3}}
+    save_checkpoint(path, net, epoch=1, extra=extra)
+    ckpt = load_checkpoint(path, model=small_net())
+    assert torch.equal(ckpt.model[0].weight, net[0].weight)
+    assert ckpt.extra["step"] == 12 and ckpt.extra["config"] == {"lr": 1e-3}
+    from_ema = load_checkpoint(path, model=small_net(), key="ema")
+    assert torch.equal(from_ema.model[1].running_mean, ema[1].running_mean)
+
+
+def test_ddp_module_prefix_is_stripped(tmp_path: Path) -> None:
+    saved = randomise(small_net(), seed=5)
+    state = {f"module.{k}": v for k, v in saved.state_dict().items()}
+    path = tmp_path / "ddp.pth"
+    torch.save({"net": state, "epoch": 0, "best_metric_ema": 0.0}, path)
+    ckpt = load_checkpoint(path, model=small_net())
+    assert torch.equal(ckpt.model[0].bias, saved[0].bias)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s.pop("1.running_var"), "missing key '1.running_var'"),
+        (lambda s: s.__setitem__("0.bias", torch.zeros(5)), "key '0.bias' has shape"),
+        (lambda s: s.__setitem__("2.weight", torch.zeros(1)), "unexpected key '2.weight'"),
+    ],
+)
+def test_mismatch_names_the_first_bad_key(tmp_path: Path, edit, match: str) -> None:
+    state = small_net().state_dict()
+    edit(state)
+    path = tmp_path / "bad.pth"
+    torch.save({"net": state, "epoch": 0, "best_metric_ema": 0.0}, path)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path, model=small_net())
+
+
+def test_missing_state_dict_and_non_dict(tmp_path: Path) -> None:
+    path = tmp_path / "x.pth"
+    torch.save({"model": {}}, path)
+    with pytest.raises(CheckpointError, match="no state dict under 'net'"):
+        load_checkpoint(path, model=small_net())
+    torch.save([1, 2], path)
+    with pytest.raises(CheckpointError, match="expected a dict"):
+        load_checkpoint(path, model=small_net())
+
+
+def test_extra_cannot_shadow_official_keys(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="official keys"):
+        save_checkpoint(tmp_path / "y.pth", small_net(), extra={"epoch": 3})

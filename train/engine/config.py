@@ -1,0 +1,139 @@
+"""Typed configuration of the training engine (shared by pre-training and fine-tuning)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+PRECISIONS = ("bf16", "fp16", "fp32")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW; the learning rate follows :class:`ScheduleConfig` around the peak ``lr``."""
+
+    lr: float = 1e-3
+    """Peak learning rate of the one-cycle schedule (BP-Net: 1e-3)."""
+    weight_decay: float = 0.05
+    """AdamW decoupled weight decay (DMD3C / BP-Net: 0.05)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas; beta1 is overridden by the momentum cycle when it is on."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    grad_clip: float = 0.1
+    """Max global L2 norm of the gradients (DMD3C: 0.1); 0 = no clipping."""
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """One-cycle schedule over ``engine.steps``: torch ``OneCycleLR`` semantics, BP-Net's values."""
+
+    pct_start: float = 0.1
+    """Fraction of the steps spent warming up to the peak lr."""
+    div_factor: float = 40.0
+    """Initial lr = peak / div_factor."""
+    final_div_factor: float = 0.1
+    """Final lr = initial lr / final_div_factor (BP-Net ends at 10x the initial lr)."""
+    anneal: str = "cos"
+    """"cos" or "linear" annealing inside each phase."""
+    cycle_momentum: bool = True
+    """Cycle AdamW's beta1 inversely to the lr between the two momenta below."""
+    base_momentum: float = 0.85
+    """beta1 at the peak lr."""
+    max_momentum: float = 0.95
+    """beta1 at the start and the end."""
+    noise_pct: float = 0.1
+    """lr noise (BP-Net's NoiseOneCycle): lr * (1 + noise_pct * U(-1, 1)); 0 = off."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The training loop: length, batch, precision, EMA, logging, checkpoints, validation."""
+
+    steps: int = 600_000
+    """Optimizer steps of the whole run (DMD3C stage 1: 600k)."""
+    batch_size: int = 16
+    """Global batch size, split evenly over the DDP ranks (DMD3C: 16 on 4 GPUs)."""
+    precision: str = "bf16"
+    """Autocast on CUDA: "bf16", "fp16" (with a GradScaler) or "fp32". CPU always runs fp32."""
+    device: str = "auto"
+    """"auto" (CUDA when available), "cpu" or "cuda"."""
+    ema_decay: float = 0.9999
+    """Decay of the exponential moving average of the weights (0 = no EMA)."""
+    sync_bn: bool = False
+    """Convert BatchNorm to SyncBatchNorm under multi-GPU DDP (ignored on CPU)."""
+    find_unused_parameters: bool = False
+    """Passed to DistributedDataParallel."""
+    seed: int = 0
+    """Seed of model init, data order, augmentation and lr noise."""
+    log_every: int = 20
+    """Steps between TensorBoard scalar logs (and tqdm postfix updates)."""
+    image_every: int = 1000
+    """Steps between TensorBoard image panels (rgb | sparse | prediction | target); 0 = off."""
+    checkpoint_every: int = 5000
+    """Steps between checkpoints (``last.pt``, always also written at the end); 0 = end only."""
+    keep_every: int = 0
+    """Also keep ``checkpoints/step-NNNNNNN.pt`` every this many steps (0 = only ``last.pt``)."""
+    val_every: int = 5000
+    """Steps between validations on the held-out shards (also run at the end); 0 = end only."""
+    progress: bool = True
+    """Show a tqdm progress bar (rank 0)."""
+
+
+def parse_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"engine.precision must be one of {', '.join(PRECISIONS)}; "
+                         f"got {precision!r}")
+    return precision
+
+
+def check_engine(cfg: EngineConfig, world_size: int) -> int:
+    """Validate ``cfg`` for ``world_size`` ranks; returns the per-rank batch size."""
+    parse_precision(cfg.precision)
+    if cfg.steps < 1:
+        raise ValueError(f"engine.steps must be >= 1, got {cfg.steps}")
+    if cfg.batch_size < world_size or cfg.batch_size % world_size:
+        raise ValueError(f"engine.batch_size={cfg.batch_size} must be a multiple of the "
+                         f"{world_size} ranks")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError(f"engine.ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"engine.device must be auto, cpu or cuda; got {cfg.device!r}")
+    return cfg.batch_size // world_size
+
+
+def load_structured(schema: type[T], files: Sequence[Path], overrides: Sequence[str],
+                    base: str = "") -> T:
+    """``schema`` defaults <- ``base`` YAML text <- each YAML file <- ``key=value`` overrides.
+
+    Unknown keys and ill-typed values are a one-line ValueError naming the key.
+    """
+    try:
+        merged = OmegaConf.structured(schema)
+        layers = [OmegaConf.create(base)] if base else []
+        layers += [OmegaConf.load(_existing(path)) for path in files]
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        for layer in layers:
+            merged = OmegaConf.merge(merged, layer)
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        first = str(err).splitlines()[0]
+        raise ValueError(f"config: {first}" + (f" (key {key})" if key else "")) from None
+
+
+def _existing(path: Path) -> Path:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    return Path(path)
+
+
+def to_yaml(cfg: object) -> str:
+    """The resolved config as plain YAML (no OmegaConf tags)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

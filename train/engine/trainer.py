@@ -1,0 +1,324 @@
+"""The training loop shared by pre-training and fine-tuning.
+
+The engine knows nothing about depth: a recipe hands it a model factory, a loss function
+``loss_fn(model, batch) -> (LossTerms, prediction)``, a stream factory
+``make_batches(start_batch) -> iterable of batches`` and an optional
+``validate(model, ctx) -> {name: value}``. The engine owns AdamW + the precomputed
+one-cycle schedule, clipping, EMA, autocast, DDP, checkpoints/resume, the non-finite
+guard and the monitoring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from train.engine import checkpoint as ckpt
+from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig, check_engine
+from train.engine.distributed import DistContext, all_sum, barrier, gather_objects
+from train.engine.monitor import Monitor, panel
+from train.engine.schedule import ScheduleTable, one_cycle
+from train.losses import LossTerms
+from train.model.ema import EMA
+
+
+class TrainingError(RuntimeError):
+    """Training had to stop; ``str(err)`` is one line that says why and what to try."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss or the gradient norm became NaN/inf."""
+
+
+class BatchLike(Protocol):
+    rgb: Tensor
+    sparse: Tensor
+    target: Tensor
+    keys: tuple[str, ...]
+    epoch: int
+    index: int
+
+    @property
+    def size(self) -> int: ...
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> BatchLike: ...
+
+
+LossFn = Callable[[nn.Module, Any], tuple[LossTerms, Tensor]]
+ValidateFn = Callable[[nn.Module, DistContext], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a training stage plugs into the engine (see module docstring)."""
+
+    build_model: Callable[[], nn.Module]
+    loss_fn: LossFn
+    make_batches: Callable[[int], Iterable[Any]]
+    validate: ValidateFn | None = None
+    oom_hint: str = "use a smaller engine.batch_size or crop"
+
+
+@dataclass
+class RunState:
+    """Progress of a run: completed optimizer steps and the next batch of the stream."""
+
+    step: int = 0
+    next_batch: int = 0
+    epoch: int = 0
+    losses: list[float] = field(default_factory=list)
+
+
+class Trainer:
+    """One process of a (possibly DDP) training run; :meth:`fit` runs it to the end."""
+
+    def __init__(self, recipe: Recipe, engine: EngineConfig, optim: OptimConfig,
+                 schedule: ScheduleConfig, run_dir: Path, ctx: DistContext,
+                 config_yaml: str = "", resume_from: Path | None = None) -> None:
+        self.recipe, self.cfg, self.optim_cfg = recipe, engine, optim
+        self.run_dir, self.ctx, self.config_yaml = run_dir, ctx, config_yaml
+        self.per_rank_batch = check_engine(engine, ctx.world_size)
+        self.table: ScheduleTable = one_cycle(engine.steps, optim.lr, schedule, engine.seed)
+        self.state = RunState()
+        _seed_everything(engine.seed)
+        self.model = self._build_model()
+        self.ema = EMA(self.model, engine.ema_decay) if engine.ema_decay > 0 else None
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(self.table.lr[0]),
+                                           betas=optim.betas, eps=optim.eps,
+                                           weight_decay=optim.weight_decay)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self._fp16)
+        payload = ckpt.load_payload(resume_from) if resume_from else None
+        if payload is not None:
+            self._load_state(payload)
+        self.net = self._wrap_ddp(self.model)
+        _seed_everything(engine.seed + 1000 * ctx.rank + 1)
+        self._resume_rng = payload["rng"] if payload is not None else None
+
+    # -- set-up ---------------------------------------------------------------------------
+    @property
+    def _fp16(self) -> bool:
+        return self.ctx.device.type == "cuda" and self.cfg.precision == "fp16"
+
+    def _build_model(self) -> nn.Module:
+        model = self.recipe.build_model()
+        if self.cfg.sync_bn and self.ctx.distributed and self.ctx.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif self.cfg.sync_bn and self.ctx.is_main:
+            warnings.warn("engine.sync_bn needs multi-GPU DDP; BatchNorm stays per process",
+                          stacklevel=2)
+        return model.to(self.ctx.device).train()
+
+    def _wrap_ddp(self, model: nn.Module) -> nn.Module:
+        if not self.ctx.distributed:
+            return model
+        ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids,
+                                       find_unused_parameters=self.cfg.find_unused_parameters)
+
+    def _load_state(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["net"])
+        if self.ema is not None and payload.get("ema") is not None:
+            self.ema.module.load_state_dict(payload["ema"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        sampler = payload["sampler"]
+        self.state = RunState(int(payload["step"]), int(sampler["next_batch"]),
+                              int(sampler["epoch"]))
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16/fp16 autocast on CUDA as configured; nothing on CPU."""
+        if self.ctx.device.type != "cuda" or self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(self) -> RunState:
+        """Train until ``engine.steps``; checkpoints, logs and validates on the way."""
+        start = self.state.step
+        monitor = Monitor(self.run_dir, self.ctx.is_main, self.cfg.steps, start,
+                          self.cfg.progress)
+        batches = iter(self.recipe.make_batches(self.state.next_batch))
+        if self._resume_rng is not None:  # after the stream was created: exact continuation
+            ckpt.restore_rng(self._resume_rng[min(self.ctx.rank, len(self._resume_rng) - 1)])
+        try:
+            self._loop(batches, monitor)
+        finally:
+            monitor.close()
+            _close(batches)
+        return self.state
+
+    def _loop(self, batches: Iterator[Any], monitor: Monitor) -> None:
+        meter = _Throughput()
+        while self.state.step < self.cfg.steps:
+            batch = next(batches).to(self.ctx.device, non_blocking=True)
+            out, pred = self._guarded_step(batch)
+            self.state.step += 1
+            self.state.next_batch, self.state.epoch = batch.index + 1, batch.epoch
+            self.state.losses.append(out["train/loss"])
+            rate = meter.tick(batch.size * self.ctx.world_size)
+            monitor.advance({"loss": f"{out['train/loss']:.4g}",
+                             "lr": f"{out['train/lr']:.2e}", "samples/s": f"{rate:.3g}"})
+            self._after_step(batch, pred, out | {"train/samples_per_s": rate}, monitor)
+
+    def _after_step(self, batch: Any, pred: Tensor, out: dict[str, float],
+                    monitor: Monitor) -> None:
+        step, cfg, last = self.state.step, self.cfg, self.state.step == self.cfg.steps
+        if step % cfg.log_every == 0 or step == 1 or last:
+            monitor.scalars(step, out)
+        if cfg.image_every and (step % cfg.image_every == 0 or step == 1):
+            monitor.image(step, "train/panel", panel(batch.rgb, batch.sparse, pred, batch.target))
+        if last or (cfg.val_every and step % cfg.val_every == 0):
+            self._validate(monitor)
+        if last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+            self.save_checkpoint()
+
+    def _guarded_step(self, batch: Any) -> tuple[dict[str, float], Tensor]:
+        try:
+            return self.train_step(batch)
+        except torch.OutOfMemoryError as err:
+            raise self._oom(err) from None
+        except RuntimeError as err:
+            if "can't allocate memory" in str(err) or "out of memory" in str(err):
+                raise self._oom(err) from None
+            raise
+
+    def _oom(self, err: BaseException) -> TrainingError:
+        where = f"{self.ctx.device} (rank {self.ctx.rank})"
+        return TrainingError(f"out of memory at step {self.state.step + 1} on {where} with "
+                             f"{self.per_rank_batch} samples per rank: {self.recipe.oom_hint}; "
+                             f"({str(err).splitlines()[0][:120]})")
+
+    def train_step(self, batch: Any) -> tuple[dict[str, float], Tensor]:
+        """One optimizer step on ``batch``; returns the logged scalars and the prediction."""
+        lr, beta1 = self._apply_schedule(self.state.step)
+        with self.autocast():
+            terms, pred = self.recipe.loss_fn(self.net, batch)
+        mean_loss = self._check_finite(terms.total, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms.total).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = self._clip()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        scalars = {f"train/loss_{k}": float(v) for k, v in terms.scalars.items() if k != "total"}
+        return {"train/loss": mean_loss, "train/lr": lr, "train/beta1": beta1,
+                "train/grad_norm": grad_norm, **scalars}, pred.detach()
+
+    def _apply_schedule(self, step: int) -> tuple[float, float]:
+        lr = float(self.table.lr[step])
+        beta1 = float(self.table.beta1[step])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+            if not math.isnan(beta1):
+                group["betas"] = (beta1, group["betas"][1])
+        return lr, self.optimizer.param_groups[0]["betas"][0]
+
+    def _check_finite(self, loss: Tensor, batch: Any) -> float:
+        """Mean loss over ranks; every rank stops together when any rank's loss is not finite."""
+        local_bad = not bool(torch.isfinite(loss.detach()))
+        stats = torch.stack([torch.nan_to_num(loss.detach().float(), 0.0, 0.0, 0.0),
+                             loss.new_tensor(float(local_bad), dtype=torch.float32)])
+        total = all_sum(self.ctx, stats).tolist()
+        if total[1] > 0:
+            where = (f"batch keys {list(batch.keys)}" if local_bad else
+                     "on another rank (see its message)")
+            raise NonFiniteLossError(
+                f"non-finite loss ({float(loss.detach()):g}) at step {self.state.step + 1} "
+                f"(rank {self.ctx.rank}), {where}; check these samples or lower optim.lr, "
+                f"then resume from the last checkpoint")
+        return total[0] / self.ctx.world_size
+
+    def _clip(self) -> float:
+        max_norm = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip > 0 else math.inf
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        if not math.isfinite(norm) and not self._fp16:
+            raise NonFiniteLossError(f"non-finite gradient norm at step {self.state.step + 1} "
+                                     f"(rank {self.ctx.rank}); lower optim.lr or check the data")
+        return norm
+
+    # -- validation and checkpoints ---------------------------------------------------------
+    def _validate(self, monitor: Monitor) -> None:
+        if self.recipe.validate is None:
+            return
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
+        with torch.no_grad(), self.autocast():
+            metrics = self.recipe.validate(model, self.ctx)
+        if self.ema is None:
+            self.model.train()
+        monitor.scalars(self.state.step, metrics)
+        shown = ", ".join(f"{k.split('/')[-1]} {v:.1f}" for k, v in metrics.items())
+        monitor.write(f"step {self.state.step}: validation ({'EMA' if self.ema else 'model'}) "
+                      f"{shown}")
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        rng = gather_objects(self.ctx, ckpt.capture_rng())
+        return ckpt.make_payload(
+            net=self.model.state_dict(), step=self.state.step, epoch=self.state.epoch,
+            ema=self.ema.module.state_dict() if self.ema is not None else None,
+            optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+            scheduler={"kind": "one_cycle_table", "step": self.state.step,
+                       "total_steps": self.cfg.steps},
+            sampler={"next_batch": self.state.next_batch, "epoch": self.state.epoch},
+            rng=rng, world_size=self.ctx.world_size, config=self.config_yaml)
+
+    def save_checkpoint(self) -> None:
+        """Write ``last.pt`` (and a kept copy every ``keep_every`` steps) atomically, rank 0."""
+        payload = self.checkpoint_payload()  # collective: every rank takes part
+        if self.ctx.is_main:
+            ckpt.atomic_save(payload, self.run_dir / "last.pt")
+            keep = self.cfg.keep_every
+            if keep and self.state.step % keep == 0:
+                name = f"step-{self.state.step:07d}.pt"
+                ckpt.atomic_save(payload, self.run_dir / "checkpoints" / name)
+        barrier(self.ctx)
+
+
+class _Throughput:
+    """Samples per second between consecutive steps (smoothed)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.rate = 0.0
+
+    def tick(self, samples: int) -> float:
+        now = time.perf_counter()
+        current = samples / max(now - self.last, 1e-9)
+        self.last = now
+        self.rate = current if self.rate == 0 else 0.9 * self.rate + 0.1 * current
+        return self.rate
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _close(batches: Iterator[Any]) -> None:
+    """Stop DataLoader workers. torch 2.13's spawned workers that still hold large shared
+    tensors may die with SIGABRT ("terminate called without an active exception") while
+    being shut down; the run is over by then, so that is not an error."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is None:
+        return
+    try:
+        shutdown()
+    except RuntimeError as err:
+        if "killed by signal" not in str(err):
+            raise
