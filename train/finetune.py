@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
+from train.data.batch import Batch
 from train.engine import (
     DistContext,
     EngineConfig,
@@ -179,26 +180,11 @@ def resolve_config(kitti: str, teacher_maps: str, init: str, run_dir: Path,
 
 # -- batches ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class KittiBatch:
-    """rgb [B,3,h,w] normalised; sparse, target (GT), teacher [B,1,h,w]; K [B,3,3]."""
+class KittiBatch(Batch):
+    """A :class:`Batch` whose ``target`` is the sparse GT, plus ``teacher`` [B,1,h,w]
+    (teacher output in its own space, 0 = invalid)."""
 
-    rgb: Tensor
-    sparse: Tensor
-    target: Tensor
-    teacher: Tensor
-    K: Tensor
-    keys: tuple[str, ...]
-    epoch: int = 0
-    index: int = 0
-
-    @property
-    def size(self) -> int:
-        return int(self.rgb.shape[0])
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> KittiBatch:
-        moved = {n: getattr(self, n).to(device, non_blocking=non_blocking)
-                 for n in ("rgb", "sparse", "target", "teacher", "K")}
-        return replace(self, **moved)
+    teacher: Tensor | None = None
 
 
 class _EpochDataset(torch.utils.data.Dataset):
@@ -247,8 +233,9 @@ def collate_kitti(items: Sequence[tuple[dict[str, object], int, int]]) -> KittiB
 
     for s in samples:
         s.setdefault("teacher", torch.zeros_like(s["sparse"]))  # type: ignore[arg-type]
-    return KittiBatch(stack("rgb"), stack("sparse"), stack("gt"), stack("teacher"), stack("K"),
-                      tuple(str(s["name"]) for s in samples), items[0][1], items[0][2])
+    return KittiBatch(rgb=stack("rgb"), sparse=stack("sparse"), target=stack("gt"),
+                      K=stack("K"), keys=tuple(str(s["name"]) for s in samples),
+                      epoch=items[0][1], index=items[0][2], teacher=stack("teacher"))
 
 
 def kitti_loader(dataset: KittiDataset, sampler: StreamSampler, num_workers: int,

@@ -262,8 +262,8 @@ def test_stage2_loss_adds_weighted_ssi_to_the_gt_loss() -> None:
     target = torch.rand(1, 1, 32, 64, generator=g) * 30 * (torch.rand(1, 1, 32, 64, generator=g)
                                                            > 0.8)
     teacher = 1.0 / (5 + 20 * torch.rand(1, 1, 32, 64, generator=g))
-    batch = KittiBatch(torch.zeros(1, 3, 32, 64), torch.zeros(1, 1, 32, 64), target, teacher,
-                       torch.eye(3)[None], ("a",))
+    batch = KittiBatch(rgb=torch.zeros(1, 3, 32, 64), sparse=torch.zeros(1, 1, 32, 64),
+                       target=target, K=torch.eye(3)[None], keys=("a",), teacher=teacher)
     preds = [(5 + 20 * torch.rand(1, 1, 32, 64, generator=g)).requires_grad_(True)
              for _ in range(6)]
     gt_only = stage2_loss(preds, batch, Stage2LossConfig(ssi="none"), "disparity")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Self
 
 import numpy as np
 import torch
@@ -33,21 +34,19 @@ class Batch:
     def size(self) -> int:
         return int(self.rgb.shape[0])
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        moved = {
-            name: getattr(self, name).to(device, non_blocking=non_blocking)
-            for name in ("rgb", "sparse", "target", "K")
-        }
+    def _tensors(self) -> dict[str, Tensor]:
+        """The tensor fields (subclasses may add more)."""
+        found = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: value for name, value in found.items() if isinstance(value, Tensor)}
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Self:
+        moved = {name: value.to(device, non_blocking=non_blocking)
+                 for name, value in self._tensors().items()}
         return replace(self, **moved)
 
-    def pin_memory(self) -> Batch:
-        return replace(
-            self,
-            rgb=self.rgb.pin_memory(),
-            sparse=self.sparse.pin_memory(),
-            target=self.target.pin_memory(),
-            K=self.K.pin_memory(),
-        )
+    def pin_memory(self) -> Self:
+        return replace(self, **{name: value.pin_memory()
+                                for name, value in self._tensors().items()})
 
 
 def rgb_tensor(rgbs: Sequence[np.ndarray], offsets: Sequence[np.ndarray]) -> np.ndarray:
