@@ -323,3 +323,26 @@ def test_nyu_finetune_stream_and_config(tmp_path: Path) -> None:
     assert batch.rgb.shape == (2, 3, 256, 320) and batch.target.shape == (2, 1, 256, 320)
     assert int((batch.sparse > 0).sum()) == 2 * 500
     assert recipe.validate is None  # no val/ folder
+
+
+def test_nyu_finetune_one_step_through_the_cli(ckpt: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    h5py = pytest.importorskip("h5py", reason="h5py reads NYUv2 HDF5 files")
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "nyu" / "train" / "scene"
+    folder.mkdir(parents=True)
+    with h5py.File(folder / "00001.h5", "w") as f:
+        f["rgb"] = rng.integers(0, 255, (3, 480, 640), dtype=np.uint8)
+        f["depth"] = rng.uniform(0.5, 9.0, (480, 640)).astype(np.float32)
+    out = tmp_path / "run"
+    args = ["finetune", "--nyu", str(tmp_path / "nyu"), "--init", ckpt, "--out", out,
+            "loss.ssi=none", "engine.steps=1", "engine.batch_size=1", "engine.device=cpu",
+            "engine.precision=fp32", "engine.log_every=1", "engine.image_every=0",
+            "engine.checkpoint_every=0", "engine.val_every=0", "engine.progress=false",
+            "engine.ema_decay=0", "data.num_workers=0"]
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    payload = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
+    assert payload["step"] == 1
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 1 and np.isfinite(log[-1]["train/loss"])
