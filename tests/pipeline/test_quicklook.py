@@ -1,14 +1,11 @@
-import sys
-
 import cv2
 
 from pipeline import quicklook
 
 
-def test_quicklook_writes_three_stacked_panels(tmp_path, monkeypatch):
+def test_quicklook_writes_three_stacked_panels(tmp_path):
     out = tmp_path / "ql.png"
-    monkeypatch.setattr(sys, "argv", ["quicklook", "--out", str(out), "--beams", "32"])
-    quicklook.main()
+    quicklook.main(out=out, beams=32)
     img = cv2.imread(str(out))
     assert img.shape == (3 * 352, 1216, 3)
     sparse_panel = img[352:704]
