@@ -30,14 +30,10 @@ from train.engine import (
     Recipe,
     RunState,
     ScheduleConfig,
-    Trainer,
-    init_distributed,
-    load_structured,
-    shutdown,
-    to_yaml,
+    load_run_config,
+    run_recipe,
 )
-from train.engine.checkpoint import load_payload
-from train.engine.distributed import all_sum, barrier
+from train.engine.distributed import all_sum
 from train.evaluate import as_submitted
 from train.kitti.dataset import KittiAugment, KittiDataset, bottom_center_crop, load_sample
 from train.kitti.layout import KittiFrame, find_frames, parse_split
@@ -163,14 +159,7 @@ def resolve_config(kitti: str, teacher_maps: str, init: str, run_dir: Path,
                    config_file: Path | None, overrides: Sequence[str],
                    resume: bool, nyu: str = "") -> FinetuneConfig:
     """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides."""
-    base = ""
-    if resume:
-        base = str(load_payload(run_dir / "last.pt").get("config") or "")
-    elif (run_dir / "last.pt").exists():
-        raise ValueError(f"{run_dir} already holds a run (last.pt): pass --resume to continue "
-                         f"it or choose another --out")
-    cfg = load_structured(FinetuneConfig, [config_file] if config_file else [], overrides,
-                          base=base)
+    cfg = load_run_config(FinetuneConfig, run_dir, config_file, overrides, resume)
     cfg = replace(cfg, kitti=kitti or cfg.kitti, nyu=nyu or cfg.nyu,
                   teacher_maps=teacher_maps or cfg.teacher_maps,
                   model=replace(cfg.model, init=init or cfg.model.init))
@@ -416,16 +405,5 @@ def build_recipe(cfg: FinetuneConfig, ctx: DistContext) -> Recipe:
 
 def finetune(run_dir: Path, cfg: FinetuneConfig, resume: bool = False) -> RunState:
     """Run (or resume) stage-2 fine-tuning into ``run_dir``; returns the final run state."""
-    ctx = init_distributed(cfg.engine.device)
-    try:
-        recipe = build_nyu_recipe(cfg, ctx) if cfg.nyu else build_recipe(cfg, ctx)
-        text = to_yaml(cfg)
-        if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(text)
-        barrier(ctx)
-        trainer = Trainer(recipe, cfg.engine, cfg.optim, cfg.schedule, run_dir, ctx, text,
-                          resume_from=run_dir / "last.pt" if resume else None)
-        return trainer.fit()
-    finally:
-        shutdown(ctx)
+    build = build_nyu_recipe if cfg.nyu else build_recipe
+    return run_recipe(cfg, run_dir, resume, lambda ctx: build(cfg, ctx))

@@ -145,17 +145,25 @@ def kitti_metrics(
 
     Values in m and 1/m (as the devkit computes them); see :meth:`KittiMetrics.leaderboard`.
     """
+    pred, target, valid = _scored_pair(pred, target, valid_mask)
+    filled = fill_holes_devkit(pred) if fill_holes else pred
+    gt, est = target[valid], filled[valid]
+    if (est <= 0).any():
+        raise ValueError("prediction has non-positive depth on valid GT pixels")
+    return _kitti_from_pixels(est, gt)
+
+
+def _scored_pair(pred: np.ndarray, target: np.ndarray, valid_mask: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """pred, target as float64 [H,W] (same shape) and the valid-GT mask, which must be
+    non-empty."""
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     _check_pair(pred, target)
     valid = default_valid_mask(target) if valid_mask is None else np.asarray(valid_mask, bool)
     if not valid.any():
         raise ValueError("ground truth has no valid pixel")
-    filled = fill_holes_devkit(pred) if fill_holes else pred
-    gt, est = target[valid], filled[valid]
-    if (est <= 0).any():
-        raise ValueError("prediction has non-positive depth on valid GT pixels")
-    return _kitti_from_pixels(est, gt)
+    return pred, target, valid
 
 
 def _kitti_from_pixels(est: np.ndarray, gt: np.ndarray) -> KittiMetrics:
@@ -184,12 +192,7 @@ def nyu_metrics(
     pred: np.ndarray, target: np.ndarray, valid_mask: np.ndarray | None = None
 ) -> NyuMetrics:
     """NYUv2 metrics of one image (NLSPN/BP-Net convention): RMSE m, REL, delta < 1.25^k."""
-    pred = np.asarray(pred, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    _check_pair(pred, target)
-    valid = default_valid_mask(target) if valid_mask is None else np.asarray(valid_mask, bool)
-    if not valid.any():
-        raise ValueError("ground truth has no valid pixel")
+    pred, target, valid = _scored_pair(pred, target, valid_mask)
     gt, est = target[valid], np.maximum(pred[valid], 1e-8)
     ratio = np.maximum(est / gt, gt / est)
     return NyuMetrics(

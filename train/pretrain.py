@@ -33,14 +33,10 @@ from train.engine import (
     Recipe,
     RunState,
     ScheduleConfig,
-    Trainer,
-    init_distributed,
-    load_structured,
-    shutdown,
-    to_yaml,
+    load_run_config,
+    run_recipe,
 )
-from train.engine.checkpoint import load_payload
-from train.engine.distributed import all_sum, barrier
+from train.engine.distributed import all_sum
 from train.losses import LossConfig, LossTerms, distillation_loss
 from train.model import BPNet, load_checkpoint
 
@@ -93,14 +89,7 @@ class PretrainConfig:
 def resolve_config(store: str, run_dir: Path, config_file: Path | None,
                    overrides: Sequence[str], resume: bool) -> PretrainConfig:
     """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides."""
-    base = ""
-    if resume:
-        base = str(load_payload(run_dir / "last.pt").get("config") or "")
-    elif (run_dir / "last.pt").exists():
-        raise ValueError(f"{run_dir} already holds a run (last.pt): pass --resume to continue "
-                         f"it or choose another --out")
-    files = [config_file] if config_file else []
-    cfg = load_structured(PretrainConfig, files, overrides, base=base)
+    cfg = load_run_config(PretrainConfig, run_dir, config_file, overrides, resume)
     if resume and cfg.store and StoreIndex.open(store).url != StoreIndex.open(cfg.store).url:
         raise ValueError(f"{run_dir} was trained on {cfg.store}, not {store}: resume with the "
                          f"same --store")
@@ -192,16 +181,5 @@ def pretrain(store: str, run_dir: Path, cfg: PretrainConfig, resume: bool = Fals
              build_model: Callable[[], nn.Module] | None = None) -> RunState:
     """Run (or resume) stage-1 training into ``run_dir``; returns the final run state."""
     index = StoreIndex.open(store)
-    ctx = init_distributed(cfg.engine.device)
-    try:
-        recipe = build_recipe(cfg, index, ctx, build_model)
-        text = to_yaml(cfg)
-        if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(text)
-        barrier(ctx)
-        trainer = Trainer(recipe, cfg.engine, cfg.optim, cfg.schedule, run_dir, ctx, text,
-                          resume_from=run_dir / "last.pt" if resume else None)
-        return trainer.fit()
-    finally:
-        shutdown(ctx)
+    return run_recipe(cfg, run_dir, resume,
+                      lambda ctx: build_recipe(cfg, index, ctx, build_model))

@@ -1,0 +1,54 @@
+"""Running a recipe into a run directory: config resolution and the run wrapper shared by
+pre-training and fine-tuning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from train.engine.checkpoint import load_payload
+from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig, load_structured, to_yaml
+from train.engine.distributed import DistContext, barrier, init_distributed, shutdown
+from train.engine.trainer import Recipe, RunState, Trainer
+
+T = TypeVar("T")
+
+
+class RunConfig(Protocol):
+    engine: EngineConfig
+    optim: OptimConfig
+    schedule: ScheduleConfig
+
+
+def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
+                    overrides: Sequence[str], resume: bool) -> T:
+    """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides.
+
+    A run directory that already holds a run is refused unless ``resume``.
+    """
+    base = ""
+    if resume:
+        base = str(load_payload(run_dir / "last.pt").get("config") or "")
+    elif (run_dir / "last.pt").exists():
+        raise ValueError(f"{run_dir} already holds a run (last.pt): pass --resume to continue "
+                         f"it or choose another --out")
+    return load_structured(schema, [config_file] if config_file else [], overrides, base=base)
+
+
+def run_recipe(cfg: RunConfig, run_dir: Path, resume: bool,
+               make_recipe: Callable[[DistContext], Recipe]) -> RunState:
+    """Start the process group, save the resolved config, train, and shut down."""
+    ctx = init_distributed(cfg.engine.device)
+    try:
+        recipe = make_recipe(ctx)
+        text = to_yaml(cfg)
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(text)
+        barrier(ctx)
+        trainer = Trainer(recipe, cfg.engine, cfg.optim, cfg.schedule, run_dir, ctx, text,
+                          resume_from=run_dir / "last.pt" if resume else None)
+        return trainer.fit()
+    finally:
+        shutdown(ctx)
