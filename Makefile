@@ -64,8 +64,9 @@ test: $(STAMP) ## Run the test suite (offline, CPU)
 bench: $(STAMP) ## Run the benchmarks (prints measured ratios)
 	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script; done
 
-lint: $(STAMP) ## ruff check
+lint: $(STAMP) ## ruff check and the mypy type checker (strict on data_schemas)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean: ## Remove caches (keeps .venv and data)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

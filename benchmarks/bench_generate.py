@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data_schemas.geometry import points_to_sparse_depth  # noqa: E402
 from pipeline.corpus import CanvasConfig, CorpusConfig, list_corpus, load_item
 from pipeline.generate import GenerateConfig, RunConfig, SensorChoice
 from pipeline.lidar import apply_returns, camera_facing_rays
 from pipeline.mesh import build_mesh
 from pipeline.orchestrate import run_generate
 from pipeline.pose import kitti_mount
-from pipeline.projection import sparse_depth
 from pipeline.raycast import make_caster
 from pipeline.seeding import stream
 from pipeline.teacher import TEACHERS, TINY_RANDOM, Teacher, TeacherConfig
@@ -77,7 +77,8 @@ def stage_split(corpus: Path, count: int = 8) -> dict[str, float]:
                                sensor, stream(0, "returns", item.key))
         t2 = time.perf_counter()
         hit = np.isfinite(ranges)
-        sparse_depth(rays.origin_cam + ranges[hit, None] * rays.dirs_cam[hit], K, depth.shape)
+        hits_cam = rays.origin_cam + ranges[hit, None] * rays.dirs_cam[hit]
+        points_to_sparse_depth(hits_cam, K, depth.shape)
         t3 = time.perf_counter()
         for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2), strict=True):
             totals[name] += dt

@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from data_schemas.geometry import points_to_sparse_depth  # noqa: E402
 from pipeline.lidar import camera_facing_rays  # noqa: E402
 from pipeline.mesh import grid_mesh  # noqa: E402
 from pipeline.pose import kitti_mount  # noqa: E402
-from pipeline.projection import sparse_depth  # noqa: E402
 from pipeline.raycast import BACKENDS, make_caster  # noqa: E402
 from pipeline.sensors import load_sensor  # noqa: E402
 from pipeline.synthetic import kitti_like_scene  # noqa: E402
@@ -69,7 +69,8 @@ def one_frame(
     hit_t = caster.cast(rays.origin_cam, rays.dirs_cam, sensor.max_range_m)
     t3 = time.perf_counter()
     hit = np.isfinite(hit_t)
-    sparse = sparse_depth(rays.origin_cam + hit_t[hit, None] * rays.dirs_cam[hit], K, depth.shape)
+    hits_cam = rays.origin_cam + hit_t[hit, None] * rays.dirs_cam[hit]
+    sparse = points_to_sparse_depth(hits_cam, K, depth.shape)
     t4, c4 = time.perf_counter(), time.process_time()
     return {
         "total": (t4 - t0) * 1e3,

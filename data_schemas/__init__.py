@@ -5,7 +5,7 @@
 """
 
 from data_schemas.commit_record import ShardRecord, SkippedSample
-from data_schemas.errors import SchemaVersionError, StoreError
+from data_schemas.errors import DmdError, SchemaVersionError, StoreError
 from data_schemas.layout import StoreInfo, StoreLayout
 from data_schemas.sample_schema import (
     DEFAULT_SHARD_SIZE,
@@ -21,6 +21,7 @@ from data_schemas.validate import ValidationReport, validate
 
 __all__ = [
     "DEFAULT_SHARD_SIZE", "REQUIRED_ARRAYS", "SCHEMA_NAME", "SCHEMA_VERSION", "ArraySpec",
+    "DmdError",
     "Sample", "SampleStore", "SchemaVersionError", "ShardRecord", "SkippedSample", "StoreError",
     "StoreInfo", "StoreLayout", "ValidationReport", "array_specs", "create_store", "validate",
     "write_shard",

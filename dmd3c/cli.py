@@ -1,7 +1,8 @@
 """``dmd3c`` command line: sub-commands from ``data_schemas``, ``pipeline`` and ``train``.
 
-User errors (bad paths, malformed stores, invalid options) print one line to stderr and
-exit with status 2; no traceback.
+User errors (:class:`data_schemas.errors.DmdError`: bad paths, malformed stores, invalid
+options) print one line to stderr and exit with status 2, without a traceback. Any other
+exception is a bug: it keeps its traceback and exits with status 1.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pipeline.cli
 import train.cli
 import train.stage2_cli
 from data_schemas.cli import inspect_command
+from data_schemas.errors import DmdError
 
 app = typer.Typer(
     name="dmd3c",
@@ -33,16 +35,15 @@ train.stage2_cli.register(app)
 def _root() -> None:
     """Depth completion by distilling a monocular foundation model (DMD3C)."""
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
-
-
 def run_guarded(entry: Callable[[], object]) -> None:
-    """Run ``entry``; a user error becomes ``dmd3c: error: ...`` and exit status 2."""
+    """Run ``entry``; a :class:`DmdError` becomes ``dmd3c: error: ...`` and exit status 2.
+
+    Anything else propagates: Python prints its traceback and exits with status 1.
+    """
     try:
         entry()
-    except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"dmd3c: error: {message}", file=sys.stderr)
+    except DmdError as err:
+        print(f"dmd3c: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

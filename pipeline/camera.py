@@ -1,4 +1,6 @@
-"""Camera intrinsics, teacher output -> metric depth, sky mask, unprojection.
+"""Camera intrinsics for unlabeled photos, teacher output -> metric depth, sky mask.
+
+Projection, unprojection and the z-buffer live in :mod:`data_schemas.geometry`.
 
 Camera frame: OpenCV (x right, y down, z forward), pixel (row r, col c) has centre (u, v) = (c, r).
 Depth maps are float32 metres with 0 = no data; never NaN.
@@ -8,54 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-TeacherKind = Literal["disparity", "depth"]
-TEACHER_KINDS = ("disparity", "depth")
+from data_schemas.geometry import parse_depth_space, parse_hw
 
 KITTI_K_1216x352 = np.array([[721.5377, 0.0, 596.5593], [0.0, 721.5377, 149.854], [0.0, 0.0, 1.0]])
 """KITTI 2011_09_26 P_rect_02 intrinsics for the 352 x 1216 depth-completion crop."""
-
-
-def parse_hw(hw: tuple[int, int]) -> tuple[int, int]:
-    """Validate an image size ``(H, W)`` of positive ints."""
-    h, w = (int(x) for x in hw)
-    if h < 2 or w < 2:
-        raise ValueError(f"image size (H, W) must be at least (2, 2), got {tuple(hw)}")
-    return h, w
-
-
-def parse_intrinsics(K: np.ndarray) -> np.ndarray:
-    """Validate a (3, 3) pinhole K (finite, fx, fy > 0, last row [0, 0, 1]); returns float64."""
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
-        raise ValueError(f"intrinsics must be a finite (3, 3) matrix, got shape {K.shape}")
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"intrinsics need fx > 0 and fy > 0, got fx={K[0, 0]}, fy={K[1, 1]}")
-    if not np.allclose(K[2], [0, 0, 1]) or K[1, 0] != 0:
-        raise ValueError("intrinsics must be upper triangular with last row [0, 0, 1]")
-    return K
-
-
-def parse_depth(depth: np.ndarray) -> np.ndarray:
-    """Validate an (H, W) metric depth map: finite, >= 0 (0 = no data); returns float32."""
-    depth = np.asarray(depth)
-    if depth.ndim != 2 or min(depth.shape) < 2:
-        raise ValueError(f"depth must be a 2-D (H, W) map with H, W >= 2, got shape {depth.shape}")
-    if not np.all(np.isfinite(depth)):
-        raise ValueError("depth contains NaN or inf; use 0 for no data")
-    if np.any(depth < 0):
-        raise ValueError("depth contains negative values; use 0 for no data")
-    return depth.astype(np.float32, copy=False)
-
-
-def parse_teacher_kind(kind: str) -> TeacherKind:
-    """``"disparity"`` (relative, affine-invariant) or ``"depth"`` (metric)."""
-    if kind not in TEACHER_KINDS:
-        raise ValueError(f"unknown teacher kind {kind!r}; allowed: {', '.join(TEACHER_KINDS)}")
-    return kind  # type: ignore[return-value]
 
 
 def intrinsics_from_fov(hw: tuple[int, int], hfov_deg: float, cx: float, cy: float) -> np.ndarray:
@@ -110,7 +71,7 @@ class MetricRange:
 def sky_mask(raw: np.ndarray, kind: str, cfg: MetricRange = MetricRange()) -> np.ndarray:
     """(H, W) bool sky / far-background mask: no LiDAR returns there."""
     raw = np.asarray(raw, dtype=np.float32)
-    if parse_teacher_kind(kind) == "depth":
+    if parse_depth_space(kind) == "depth":
         return (raw <= 0) | (raw > cfg.max_depth_m)
     lo, hi = float(raw.min()), float(raw.max())
     if hi - lo <= 0:
@@ -165,22 +126,6 @@ def teacher_to_metric_depth(
     sky = sky_mask(raw, kind, cfg) if sky is None else np.asarray(sky, dtype=bool)
     if sky.shape != raw.shape:
         raise ValueError(f"sky mask shape {sky.shape} != teacher output shape {raw.shape}")
-    if parse_teacher_kind(kind) == "depth":
+    if parse_depth_space(kind) == "depth":
         return np.where(sky, 0.0, raw).astype(np.float32), sky
     return disparity_to_metric(raw, sky, rng, cfg), sky
-
-
-def pixel_rays(hw: tuple[int, int], K: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float32 camera-frame rays K^-1 [u, v, 1] (z = 1) through pixel centres."""
-    h, w = parse_hw(hw)
-    K = parse_intrinsics(K)
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    y = (v - K[1, 2]) / K[1, 1]
-    x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
-    return np.stack([x, y, np.ones_like(x)], axis=-1).astype(np.float32)
-
-
-def unproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(H, W) depth (m, z along the optical axis) -> (H, W, 3) float32 camera-frame points."""
-    depth = parse_depth(depth)
-    return pixel_rays(depth.shape, K) * depth[..., None]

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.camera import parse_hw, parse_intrinsics
-from pipeline.pose import parse_transform
+from data_schemas.geometry import parse_hw, parse_intrinsics, parse_transform
 from pipeline.raycast.trace import image_traces
 from pipeline.sensors import SensorSpec
 

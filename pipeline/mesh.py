@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.camera import parse_depth, parse_intrinsics, pixel_rays
+from data_schemas.geometry import parse_depth, parse_intrinsics, pixel_rays
 
 MeshMethod = Literal["grid", "poisson"]
 MESH_METHODS = ("grid", "poisson")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_schemas.geometry import parse_transform
+
 KITTI_R_CAM_FROM_LIDAR = np.array(
     [
         [7.533745e-03, -9.999714e-01, -6.166020e-04],
@@ -39,19 +41,6 @@ def kitti_mount() -> np.ndarray:
 def camera_centred_mount() -> np.ndarray:
     """``T_cam_from_lidar`` with KITTI axes, LiDAR origin at the camera centre."""
     return make_transform(KITTI_R_CAM_FROM_LIDAR, np.zeros(3))
-
-
-def parse_transform(T: np.ndarray, name: str = "T_cam_from_lidar") -> np.ndarray:
-    """Validate a (4, 4) finite rigid transform; returns it as float64."""
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-        raise ValueError(f"{name} must be a finite (4, 4) matrix, got shape {T.shape}")
-    R = T[:3, :3]
-    if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) <= 0:
-        raise ValueError(f"{name} rotation block is not a proper rotation")
-    if not np.allclose(T[3], [0, 0, 0, 1]):
-        raise ValueError(f"{name} last row must be [0, 0, 0, 1]")
-    return T
 
 
 def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:

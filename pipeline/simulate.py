@@ -6,18 +6,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from data_schemas.geometry import (
+    parse_depth,
+    parse_intrinsics,
+    parse_transform,
+    points_to_sparse_depth,
+)
 from pipeline.camera import (
     IntrinsicsSampler,
     MetricRange,
-    parse_depth,
-    parse_intrinsics,
     sample_intrinsics,
     teacher_to_metric_depth,
 )
 from pipeline.lidar import apply_returns, camera_facing_rays
 from pipeline.mesh import GridMesh, TriangleMesh, build_mesh, parse_mesh_method
-from pipeline.pose import MountJitter, jitter_mount, kitti_mount, parse_transform
-from pipeline.projection import sparse_depth
+from pipeline.pose import MountJitter, jitter_mount, kitti_mount
 from pipeline.raycast import make_caster, parse_backend
 from pipeline.seeding import Seed, stream
 from pipeline.sensors import SensorSpec
@@ -124,7 +127,7 @@ def simulate_scan(
     hit = np.flatnonzero(np.isfinite(ranges))
     points_cam = rays.origin_cam + ranges[hit, None] * rays.dirs_cam[hit]
     return Scan(
-        sparse_depth=sparse_depth(points_cam, K, depth.shape),
+        sparse_depth=points_to_sparse_depth(points_cam, K, depth.shape),
         points_lidar=(ranges[hit, None] * rays.dirs_lidar[hit]).astype(np.float32),
         ring=rays.ring[hit],
         azimuth_index=rays.azimuth_index[hit],

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.camera import KITTI_K_1216x352, pixel_rays
+from data_schemas.geometry import pixel_rays
+from pipeline.camera import KITTI_K_1216x352
 from pipeline.mesh import TriangleMesh
 
 

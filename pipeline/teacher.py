@@ -17,15 +17,16 @@ import os
 import socket
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import numpy as np
 
+from data_schemas.geometry import DepthSpace
+
 if TYPE_CHECKING:
     import torch
 
-OutputKind = Literal["disparity", "depth"]
 TINY_RANDOM = "tiny-random"
 DEFAULT_TEACHER = "depth-anything-v2-small"
 PATCH = 14
@@ -43,7 +44,7 @@ class TeacherSpec:
     """Registry name, or ``local`` / ``hub`` for a folder / hub id given directly."""
     source: str
     """Hub id, local folder, or ``tiny-random``."""
-    output_kind: OutputKind
+    output_kind: DepthSpace
     """``disparity`` (relative, affine-invariant) or ``depth`` (metric, m)."""
     license: str = "unknown"
     test_teacher: bool = False
@@ -127,7 +128,7 @@ def _local_spec(path: Path) -> TeacherSpec:
     return TeacherSpec("local", str(path.resolve()), kind)
 
 
-def _kind_from_config(config: dict[str, object]) -> OutputKind:
+def _kind_from_config(config: dict[str, object]) -> DepthSpace:
     return "depth" if config.get("depth_estimation_type") == "metric" else "disparity"
 
 

@@ -32,17 +32,14 @@ def pretrain_command(
 
     Runs as one process on CPU or one GPU, or under `torchrun --nproc_per_node=N` (DDP).
     """
-    from train.engine import TrainingError, to_yaml
+    from train.engine import to_yaml
     from train.pretrain import pretrain, resolve_config
 
     cfg = resolve_config(store, out, config, overrides or [], resume)
     if print_config:
         typer.echo(to_yaml(cfg), nl=False)
         return
-    try:
-        state = pretrain(store, out, cfg, resume=resume)
-    except TrainingError as err:  # non-finite loss, out of memory: one line, exit 2
-        raise ValueError(str(err)) from None
+    state = pretrain(store, out, cfg, resume=resume)  # TrainingError: one line, exit 2
     typer.echo(f"dmd3c pretrain: {state.step} steps done; checkpoint {out / 'last.pt'}")
 
 

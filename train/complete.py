@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_schemas.errors import InputError
 from data_schemas.quicklook import colorize_depth, write_png
 from train.evaluate import predict_depth
 from train.kitti.calib import CameraCalib, load_camera_calib, project_lidar
@@ -38,7 +39,7 @@ def load_inputs(image: Path, calib: Path, sparse: Path | None = None,
                 velodyne: Path | None = None, camera: int = 2) -> CompletionInputs:
     """Read and check the user's files (exactly one of ``sparse`` / ``velodyne``)."""
     if (sparse is None) == (velodyne is None):
-        raise ValueError("give exactly one of --sparse (PNG/NPY depth map) or --velodyne (.bin)")
+        raise InputError("give exactly one of --sparse (PNG/NPY depth map) or --velodyne (.bin)")
     rgb = read_rgb(image)
     cam: CameraCalib = load_camera_calib(calib, camera)
     hw = rgb.shape[:2]
@@ -47,10 +48,10 @@ def load_inputs(image: Path, calib: Path, sparse: Path | None = None,
     else:
         depth = read_sparse_input(sparse)  # type: ignore[arg-type]
         if depth.shape != hw:
-            raise ValueError(f"sparse depth {sparse} is {depth.shape[1]}x{depth.shape[0]} but "
+            raise InputError(f"sparse depth {sparse} is {depth.shape[1]}x{depth.shape[0]} but "
                              f"the image {image} is {hw[1]}x{hw[0]}")
     if not (depth > 0).any():
-        raise ValueError(f"sparse input is empty: no LiDAR point with depth > 0 in "
+        raise InputError(f"sparse input is empty: no LiDAR point with depth > 0 in "
                          f"{sparse or velodyne} (inside the image)")
     return CompletionInputs(rgb, depth, cam.K.astype(np.float32))
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data_schemas.errors import InputError, InputNotFoundError
 from train.kitti.beams import thin_sparse_to_beams
 from train.kitti.calib import raw_camera_calib
 from train.kitti.dataset import KittiSample, bottom_center_crop, load_sample
@@ -35,26 +36,26 @@ def parse_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu" or device.startswith("cuda"):
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
+            raise InputError(f"device {device!r} requested but CUDA is not available")
         return torch.device(device)
-    raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)} or cuda:N")
+    raise InputError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)} or cuda:N")
 
 
 def checkpoint_keys(path: str | os.PathLike[str]) -> list[str]:
     """Top-level entries of a checkpoint file (memory-mapped, weights not read)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise InputNotFoundError(f"checkpoint not found: {path}")
     try:
         try:
             payload = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
         except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
             payload = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # torch raises several types for foreign files
-        raise ValueError(f"{path}: not a PyTorch checkpoint ({str(err).splitlines()[0][:80]})"
+        raise InputError(f"{path}: not a PyTorch checkpoint ({str(err).splitlines()[0][:80]})"
                          ) from None
     if not isinstance(payload, dict):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(payload).__name__}")
+        raise InputError(f"{path}: expected a dict checkpoint, got {type(payload).__name__}")
     return [str(k) for k in payload]
 
 
@@ -92,7 +93,7 @@ def predict_depth(model: BPNet, rgb: np.ndarray, sparse: np.ndarray, K: np.ndarr
     prediction cropped back.
     """
     if not (sparse > 0).any():
-        raise ValueError("sparse input is empty: no LiDAR point with depth > 0")
+        raise InputError("sparse input is empty: no LiDAR point with depth > 0")
     h, w = sparse.shape
     pad = Padding.for_size(h, w)
     rgb_t = normalize_rgb(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None])
@@ -135,9 +136,9 @@ def parse_crop_option(text: str) -> tuple[int, int] | None:
     try:
         h, w = (int(v) for v in text.split(","))
     except ValueError as err:
-        raise ValueError(f"--crop must be H,W in pixels (e.g. 256,1216), got {text!r}") from err
+        raise InputError(f"--crop must be H,W in pixels (e.g. 256,1216), got {text!r}") from err
     if h < 1 or w < 1:
-        raise ValueError(f"--crop must be positive, got {text!r}")
+        raise InputError(f"--crop must be positive, got {text!r}")
     return h, w
 
 
@@ -154,7 +155,7 @@ def evaluate_kitti(model: BPNet, frames: Sequence[KittiFrame], device: torch.dev
     per_image: dict[int | None, list[KittiMetrics]] = {b: [] for b in settings}
     for i, frame in enumerate(frames):
         if frame.gt is None:
-            raise ValueError(f"frame {frame.name} has no ground truth (the test split cannot "
+            raise InputError(f"frame {frame.name} has no ground truth (the test split cannot "
                              f"be evaluated; use dmd3c export)")
         sample = load_sample(frame)
         if crop is not None:
@@ -164,7 +165,7 @@ def evaluate_kitti(model: BPNet, frames: Sequence[KittiFrame], device: torch.dev
             try:
                 pred = predict_depth(model, sample.rgb, sparse, sample.K, device, amp)
             except ValueError as err:
-                raise ValueError(f"frame {frame.name}: {err}") from None
+                raise InputError(f"frame {frame.name}: {err}") from None
             per_image[b].append(kitti_metrics(as_submitted(pred), sample.gt))
         if progress is not None:
             progress(f"{i + 1}/{len(frames)} {frame.name}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from data_schemas.errors import InputError
 from train.evaluate import predict_depth
 from train.kitti.dataset import load_sample
 from train.kitti.io import write_depth_png
@@ -37,7 +38,7 @@ def export_frames(model: BPNet, frames: Sequence[KittiFrame], out: Path, device:
     """Predict every frame, write the benchmark PNGs into ``out`` and zip them."""
     names = [frame.image.name for frame in frames]
     if len(set(names)) != len(names):
-        raise ValueError("frames of this split share image file names; export the test or "
+        raise InputError("frames of this split share image file names; export the test or "
                          "selval split (flat folders)")
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -46,7 +47,7 @@ def export_frames(model: BPNet, frames: Sequence[KittiFrame], out: Path, device:
         try:
             depth = predict_depth(model, sample.rgb, sample.sparse, sample.K, device, amp)
         except ValueError as err:
-            raise ValueError(f"frame {frame.name}: {err}") from None
+            raise InputError(f"frame {frame.name}: {err}") from None
         path = out / frame.image.name
         write_depth_png(path, depth)
         written.append(path)

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
+from data_schemas.errors import ConfigError, InputNotFoundError
+from data_schemas.geometry import parse_depth_space
 from train.data.batch import Batch
 from train.engine import (
     DistContext,
@@ -41,7 +43,7 @@ from train.kitti.teacher import TeacherMaps
 from train.losses import SCALE_WEIGHTS, LossTerms, multiscale_loss, parse_loss_kind
 from train.metrics import kitti_metrics, mean_kitti_metrics
 from train.model import BPNet, load_checkpoint
-from train.ssi_losses import SSI_LOSS_NAMES, parse_ssi_space, ssi_loss
+from train.ssi_losses import SSI_LOSS_NAMES, ssi_loss
 
 SSI_CHOICES: tuple[str, ...] = (*SSI_LOSS_NAMES, "none")
 
@@ -138,21 +140,21 @@ def check_config(cfg: FinetuneConfig) -> None:
     parse_split(cfg.data.split)
     parse_loss_kind(cfg.loss.supervised)
     if cfg.loss.ssi not in SSI_CHOICES:
-        raise ValueError(f"loss.ssi must be one of {', '.join(SSI_CHOICES)}; got {cfg.loss.ssi!r}")
+        raise ConfigError(f"loss.ssi must be one of {', '.join(SSI_CHOICES)}; got {cfg.loss.ssi!r}")
     if cfg.loss.teacher_space != "auto":
-        parse_ssi_space(cfg.loss.teacher_space)
+        parse_depth_space(cfg.loss.teacher_space)
     if cfg.nyu and cfg.loss.ssi != "none":
-        raise ValueError("NYUv2 has no teacher maps (`dmd3c teach` reads KITTI): pass "
+        raise ConfigError("NYUv2 has no teacher maps (`dmd3c teach` reads KITTI): pass "
                          "loss.ssi=none to fine-tune on NYUv2")
     if cfg.loss.ssi != "none" and not cfg.teacher_maps:
-        raise ValueError(f"loss.ssi={cfg.loss.ssi} needs --teacher-maps (from `dmd3c teach`); "
+        raise ConfigError(f"loss.ssi={cfg.loss.ssi} needs --teacher-maps (from `dmd3c teach`); "
                          f"pass loss.ssi=none to fine-tune on the GT alone")
     if cfg.model.init_weights not in ("auto", "ema", "net"):
-        raise ValueError(f"model.init_weights must be auto, ema or net; got "
+        raise ConfigError(f"model.init_weights must be auto, ema or net; got "
                          f"{cfg.model.init_weights!r}")
     for h, w in [cfg.data.crop] + ([cfg.data.val_crop] if cfg.data.val_crop else []):
         if h % 32 or w % 32 or h < 32 or w < 32:
-            raise ValueError(f"crop {h}x{w}: both sides must be positive multiples of 32")
+            raise ConfigError(f"crop {h}x{w}: both sides must be positive multiples of 32")
 
 
 def resolve_config(kitti: str, teacher_maps: str, init: str, run_dir: Path,
@@ -201,7 +203,7 @@ class StreamSampler(Sampler):
         self.rank, self.world, self.start = rank, world, start
         self.per_epoch = num_frames // (per_rank * world)
         if self.per_epoch == 0:
-            raise ValueError(f"{num_frames} training frames are fewer than one global batch "
+            raise ConfigError(f"{num_frames} training frames are fewer than one global batch "
                              f"({per_rank * world}); lower engine.batch_size")
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
@@ -314,7 +316,7 @@ def _model_factory(cfg: Stage2ModelConfig):
         model = BPNet(drop_path=cfg.drop_path)
         if cfg.init:
             if not Path(cfg.init).is_file():
-                raise FileNotFoundError(f"--init checkpoint not found: {cfg.init}")
+                raise InputNotFoundError(f"--init checkpoint not found: {cfg.init}")
             load_checkpoint(cfg.init, model, key=_init_key(cfg))
         return model
     return build

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from data_schemas.errors import ConfigError
+
 SCALE_WEIGHTS: tuple[float, ...] = (2**-10, 2**-8, 2**-6, 2**-4, 2**-2, 1.0)
 """BP-Net's weights of its six full-resolution outputs, coarsest first, prediction last."""
 LOSS_KINDS = ("l1", "l2", "l1+l2")
@@ -37,7 +39,7 @@ def masked_l2(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
 
 def parse_loss_kind(kind: str) -> str:
     if kind not in LOSS_KINDS:
-        raise ValueError(f"loss.kind must be one of {', '.join(LOSS_KINDS)}; got {kind!r}")
+        raise ConfigError(f"loss.kind must be one of {', '.join(LOSS_KINDS)}; got {kind!r}")
     return kind
 
 
@@ -61,7 +63,7 @@ def multiscale_loss(
 ) -> tuple[Tensor, list[Tensor]]:
     """(sum_i weights[i] * loss(preds[i]), unweighted per-scale losses)."""
     if len(preds) != len(weights):
-        raise ValueError(f"{len(preds)} predictions but {len(weights)} scale weights")
+        raise ConfigError(f"{len(preds)} predictions but {len(weights)} scale weights")
     terms = [pixel_loss(p, target, valid, kind) for p in preds]
     total = sum((w * t for w, t in zip(weights, terms, strict=True)), torch.zeros(()))
     return total.to(terms[0].device) if terms else total, terms

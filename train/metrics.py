@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from data_schemas.errors import InputError
+
 MIN_VALID_DEPTH_M = 1e-3
 """GT pixels at or below this depth are invalid (KITTI stores 0 for 'no GT')."""
 
@@ -72,9 +74,9 @@ class NyuMetrics:
 
 def _check_pair(pred: np.ndarray, target: np.ndarray) -> None:
     if pred.ndim != 2 or target.ndim != 2:
-        raise ValueError(f"pred and target must be [H,W], got {pred.shape} and {target.shape}")
+        raise InputError(f"pred and target must be [H,W], got {pred.shape} and {target.shape}")
     if pred.shape != target.shape:
-        raise ValueError(
+        raise InputError(
             f"prediction size {pred.shape[1]}x{pred.shape[0]} differs from "
             f"ground-truth size {target.shape[1]}x{target.shape[0]}"
         )
@@ -126,7 +128,7 @@ def fill_holes_devkit(pred: np.ndarray) -> np.ndarray:
     if valid.all():
         return depth
     if not valid.any():
-        raise ValueError("prediction has no valid (> 0) pixel; nothing to fill holes from")
+        raise InputError("prediction has no valid (> 0) pixel; nothing to fill holes from")
     depth, valid = _fill_rows(depth, valid)
     depth, valid = _extrapolate_columns(depth, valid)
     if not valid.all():
@@ -149,7 +151,7 @@ def kitti_metrics(
     filled = fill_holes_devkit(pred) if fill_holes else pred
     gt, est = target[valid], filled[valid]
     if (est <= 0).any():
-        raise ValueError("prediction has non-positive depth on valid GT pixels")
+        raise InputError("prediction has non-positive depth on valid GT pixels")
     return _kitti_from_pixels(est, gt)
 
 
@@ -162,7 +164,7 @@ def _scored_pair(pred: np.ndarray, target: np.ndarray, valid_mask: np.ndarray | 
     _check_pair(pred, target)
     valid = default_valid_mask(target) if valid_mask is None else np.asarray(valid_mask, bool)
     if not valid.any():
-        raise ValueError("ground truth has no valid pixel")
+        raise InputError("ground truth has no valid pixel")
     return pred, target, valid
 
 
@@ -207,7 +209,7 @@ def nyu_metrics(
 def _mean_of(per_image: Iterable[object], cls: type) -> object:
     items = list(per_image)
     if not items:
-        raise ValueError("no images to average")
+        raise InputError("no images to average")
     names = [f.name for f in fields(cls)]
     return cls(**{n: float(np.mean([getattr(m, n) for m in items])) for n in names})
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from data_schemas.errors import InputError, InputNotFoundError
 from train.metrics import mean_nyu_metrics, nyu_metrics
 
 NYU_K = np.array([[5.1885790117450188e02, 0.0, 3.2558244941119034e02],
@@ -37,20 +38,20 @@ def _h5py():
     try:
         import h5py
     except ImportError as err:
-        raise ValueError("reading NYUv2 HDF5 files needs h5py: pip install h5py") from err
+        raise InputError("reading NYUv2 HDF5 files needs h5py: pip install h5py") from err
     return h5py
 
 
 def find_nyu_files(root: str | os.PathLike[str], split: str) -> list[Path]:
     """``ROOT/<split>/**/*.h5`` sorted; FileNotFoundError when the folder or files are missing."""
     if split not in NYU_SPLITS:
-        raise ValueError(f"unknown NYUv2 split {split!r}; choose one of {', '.join(NYU_SPLITS)}")
+        raise InputError(f"unknown NYUv2 split {split!r}; choose one of {', '.join(NYU_SPLITS)}")
     folder = Path(root) / split
     if not folder.is_dir():
-        raise FileNotFoundError(f"missing NYUv2 folder {folder} (expected {split}/**/*.h5)")
+        raise InputNotFoundError(f"missing NYUv2 folder {folder} (expected {split}/**/*.h5)")
     files = sorted(folder.rglob("*.h5"))
     if not files:
-        raise FileNotFoundError(f"no .h5 files under {folder}")
+        raise InputNotFoundError(f"no .h5 files under {folder}")
     return files
 
 
@@ -59,12 +60,12 @@ def read_nyu_h5(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     h5py = _h5py()
     with h5py.File(path, "r") as f:
         if "rgb" not in f or "depth" not in f:
-            raise ValueError(f"{path}: NYUv2 HDF5 needs datasets 'rgb' and 'depth', has "
+            raise InputError(f"{path}: NYUv2 HDF5 needs datasets 'rgb' and 'depth', has "
                              f"{sorted(f.keys())}")
         rgb = np.asarray(f["rgb"])
         depth = np.asarray(f["depth"], dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[0] != 3 or depth.shape != rgb.shape[1:]:
-        raise ValueError(f"{path}: expected rgb [3,H,W] and depth [H,W], got {rgb.shape} and "
+        raise InputError(f"{path}: expected rgb [3,H,W] and depth [H,W], got {rgb.shape} and "
                          f"{depth.shape}")
     return np.ascontiguousarray(rgb.transpose(1, 2, 0)).astype(np.uint8), depth
 

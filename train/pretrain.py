@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from data_schemas.errors import ConfigError
 from train.data import (
     AugmentConfig,
     Batch,
@@ -91,7 +92,7 @@ def resolve_config(store: str, run_dir: Path, config_file: Path | None,
     """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides."""
     cfg = load_run_config(PretrainConfig, run_dir, config_file, overrides, resume)
     if resume and cfg.store and StoreIndex.open(store).url != StoreIndex.open(cfg.store).url:
-        raise ValueError(f"{run_dir} was trained on {cfg.store}, not {store}: resume with the "
+        raise ConfigError(f"{run_dir} was trained on {cfg.store}, not {store}: resume with the "
                          f"same --store")
     return replace(cfg, store=store)
 

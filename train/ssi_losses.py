@@ -32,13 +32,13 @@ Variants (``parse_ssi_loss`` names them):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-SsiSpace = Literal["disparity", "depth"]
-SSI_SPACES: tuple[str, ...] = ("disparity", "depth")
+from data_schemas.errors import ConfigError
+from data_schemas.geometry import DepthSpace, parse_depth_space
+
 SSI_LOSS_NAMES: tuple[str, ...] = ("paper", "rpnl", "patch")
 MIN_DEPTH_M = 1e-3
 MIN_VALID_PIXELS = 16
@@ -47,15 +47,8 @@ MIN_VALID_PIXELS = 16
 def parse_ssi_loss(name: str) -> str:
     """``name`` if it is an SSI loss variant, else ValueError naming the allowed values."""
     if name not in SSI_LOSS_NAMES:
-        raise ValueError(f"unknown SSI loss {name!r}; choose one of {', '.join(SSI_LOSS_NAMES)}")
+        raise ConfigError(f"unknown SSI loss {name!r}; choose one of {', '.join(SSI_LOSS_NAMES)}")
     return name
-
-
-def parse_ssi_space(space: str) -> SsiSpace:
-    """``space`` if it is a teacher space, else ValueError naming the allowed values."""
-    if space not in SSI_SPACES:
-        raise ValueError(f"unknown teacher space {space!r}; choose one of {', '.join(SSI_SPACES)}")
-    return space  # type: ignore[return-value]
 
 
 def _as_bhw(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -80,10 +73,10 @@ def _prepare(
         )
     mask = (mask.bool() & torch.isfinite(target)).to(pred.dtype)
     target = torch.where(mask > 0, target, torch.zeros_like(target))
-    return to_space(pred, parse_ssi_space(space)), target, mask
+    return to_space(pred, parse_depth_space(space)), target, mask
 
 
-def to_space(depth: torch.Tensor, space: SsiSpace) -> torch.Tensor:
+def to_space(depth: torch.Tensor, space: DepthSpace) -> torch.Tensor:
     """Depth in m -> disparity in 1/m (``1 / max(depth, 1 mm)``) or depth unchanged."""
     if space == "disparity":
         return 1.0 / depth.clamp(min=MIN_DEPTH_M)
@@ -162,7 +155,7 @@ def paper_ssi_loss(
     teacher: torch.Tensor,
     valid_mask: torch.Tensor,
     *,
-    space: SsiSpace = "disparity",
+    space: DepthSpace = "disparity",
     grad_weight: float = 0.5,
     scales: int = 4,
 ) -> torch.Tensor:
@@ -210,7 +203,7 @@ def rpnl_ssi_loss(
     teacher: torch.Tensor,
     valid_mask: torch.Tensor,
     *,
-    space: SsiSpace = "disparity",
+    space: DepthSpace = "disparity",
     num_crops: int = 32,
     min_frac: float = 0.125,
     max_frac: float = 0.5,
@@ -265,7 +258,7 @@ def patch_ssi_loss(
     teacher: torch.Tensor,
     valid_mask: torch.Tensor,
     *,
-    space: SsiSpace = "disparity",
+    space: DepthSpace = "disparity",
     patch_sizes: Sequence[int] = (32, 64),
     grad_weight: float = 0.5,
 ) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """``dmd3c`` sub-commands for real data: finetune, evaluate, export, complete.
 
-User errors raise ValueError / FileNotFoundError with a one-line message; ``dmd3c.cli``
+User errors raise data_schemas.errors.DmdError with a one-line message; ``dmd3c.cli``
 prints ``dmd3c: error: ...`` and exits with status 2.
 """
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from data_schemas.errors import ConfigError
 
 
 def _stderr(line: str) -> None:
@@ -53,7 +55,7 @@ def finetune_command(
 
     Runs as one process on CPU or one GPU, or under `torchrun --nproc_per_node=N` (DDP).
     """
-    from train.engine import TrainingError, to_yaml
+    from train.engine import to_yaml
     from train.finetune import finetune, resolve_config
 
     cfg = resolve_config(kitti, teacher_maps, init, out, config, overrides or [], resume, nyu)
@@ -61,11 +63,8 @@ def finetune_command(
         typer.echo(to_yaml(cfg), nl=False)
         return
     if not cfg.kitti and not cfg.nyu:
-        raise ValueError("--kitti ROOT (or --nyu ROOT) is required")
-    try:
-        state = finetune(out, cfg, resume=resume)
-    except TrainingError as err:
-        raise ValueError(str(err)) from None
+        raise ConfigError("--kitti ROOT (or --nyu ROOT) is required")
+    state = finetune(out, cfg, resume=resume)  # TrainingError: one line, exit 2
     typer.echo(f"dmd3c finetune: {state.step} steps done; checkpoint {out / 'last.pt'}")
 
 
@@ -111,13 +110,13 @@ def evaluate_command(
         from train.nyu import evaluate_nyu, find_nyu_files
 
         if nyu is None:
-            raise ValueError("--dataset nyu needs --nyu ROOT")
+            raise ConfigError("--dataset nyu needs --nyu ROOT")
         files = find_nyu_files(nyu, "val")
         files = files[:limit] if limit else files
         report = evaluate_nyu(load_model(ckpt, torch_device, use_ema), files, torch_device)
     elif dataset == "kitti":
         if kitti is None:
-            raise ValueError("--kitti ROOT is required (or --dataset nyu --nyu ROOT)")
+            raise ConfigError("--kitti ROOT is required (or --dataset nyu --nyu ROOT)")
         frames = find_frames(kitti, parse_split(split))
         frames = frames[:limit] if limit else frames
         model = load_model(ckpt, torch_device, use_ema)
@@ -125,7 +124,7 @@ def evaluate_command(
                                 progress=None if as_json else _stderr, crop=window)
         report["split"] = split
     else:
-        raise ValueError(f"unknown --dataset {dataset!r}; choose one of kitti, nyu")
+        raise ConfigError(f"unknown --dataset {dataset!r}; choose one of kitti, nyu")
     _print_report(report, as_json)
 
 
@@ -162,7 +161,7 @@ def export_command(
     from train.kitti.layout import find_frames, parse_split
 
     if parse_split(split) not in ("test", "selval"):
-        raise ValueError(f"export writes the flat benchmark sets; --split must be test or "
+        raise ConfigError(f"export writes the flat benchmark sets; --split must be test or "
                          f"selval, got {split!r}")
     torch_device = parse_device(device)
     frames = find_frames(kitti, split)

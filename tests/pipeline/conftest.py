@@ -1,8 +1,6 @@
-"""Shared fixtures for the LiDAR simulation tests (analytic scenes, presets, the KITTI sample)."""
+"""Shared fixtures for the LiDAR simulation tests (analytic scenes, presets)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +8,6 @@ import pytest
 from pipeline.pose import kitti_mount
 from pipeline.sensors import load_sensor
 from pipeline.synthetic import Scene, kitti_like_scene
-
-KITTI_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kitti_sample"
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +24,6 @@ def hdl64e():
 @pytest.fixture(scope="session")
 def mount() -> np.ndarray:
     return kitti_mount()
-
-
-@pytest.fixture(scope="session")
-def kitti_sample() -> Path:
-    """Root of the shared KITTI sample; skips when it is not available."""
-    if not (KITTI_SAMPLE / "raw" / "2011_09_26").is_dir():
-        pytest.skip(f"KITTI sample not found at {KITTI_SAMPLE}")
-    return KITTI_SAMPLE
 
 
 def small_K(hw: tuple[int, int], hfov_deg: float = 80.0) -> np.ndarray:

@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 
+from data_schemas.geometry import project_points
 from pipeline.camera import KITTI_K_1216x352
 from pipeline.lidar import apply_returns, camera_facing_rays
 from pipeline.pose import kitti_mount
-from pipeline.projection import project_points
 from pipeline.sensors import load_sensor
 
 HW = (352, 1216)
@@ -18,7 +18,7 @@ def test_only_rays_that_can_reach_the_image_are_cast(hdl64e):
     assert np.allclose(np.linalg.norm(rays.dirs_cam, axis=1), 1.0)
     # the far end of every selected ray (or its vanishing point) projects into / next to the image
     far = rays.origin_cam + 100.0 * rays.dirs_cam
-    _, _, inside = project_points(far, KITTI_K_1216x352, HW)
+    *_, inside = project_points(far, KITTI_K_1216x352, HW)
     assert inside.mean() > 0.95
     # and every firing of the revolution that lands in the image at 20 m is kept
     all_az = np.arange(hdl64e.num_azimuths) * hdl64e.azimuth_step_rad

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from data_schemas.geometry import project_points
 from pipeline.lidar import camera_facing_rays
 from pipeline.mesh import grid_mesh
 from pipeline.pose import make_transform
-from pipeline.projection import project_points
 from pipeline.raycast import BACKENDS, make_caster, parse_backend
 from pipeline.sensors import load_sensor
 from pipeline.synthetic import Box, box_mesh, kitti_like_scene, render_boxes
@@ -167,8 +167,8 @@ def test_offset_lidar_sees_points_hidden_from_camera(backend):
         r = caster.cast(rays.origin_cam, rays.dirs_cam, 120.0)
         hit = np.isfinite(r)
         pts = rays.origin_cam + r[hit, None] * rays.dirs_cam[hit]
-        flat, z, inside = project_points(pts, K, hw)
-        hidden[name] = int(np.sum(z[inside] > cam_depth.ravel()[flat[inside]] + 0.5))
+        rows, cols, z, inside = project_points(pts, K, hw)
+        hidden[name] = int(np.sum(z[inside] > cam_depth[rows[inside], cols[inside]] + 0.5))
     assert hidden["offset"] >= 20
     assert hidden["zero"] == 0
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from data_schemas.geometry import parse_depth_space
 from train.ssi_losses import (
     SSI_LOSS_NAMES,
     fit_scale_shift,
     parse_ssi_loss,
-    parse_ssi_space,
     random_crops,
     ssi_loss,
     to_space,
@@ -123,7 +123,7 @@ def test_parse_names_the_allowed_values() -> None:
     with pytest.raises(ValueError, match="paper, rpnl, patch"):
         parse_ssi_loss("midas")
     with pytest.raises(ValueError, match="disparity, depth"):
-        parse_ssi_space("inverse")
+        parse_depth_space("inverse")
 
 
 def test_shape_mismatch_is_an_error() -> None:

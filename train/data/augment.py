@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from data_schemas.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class SampleView:
@@ -58,20 +60,20 @@ def parse_crop(
     if crop is None:
         h, w = (min(d, c) // multiple * multiple for d, c in zip(default, canvas_hw, strict=True))
         if h < multiple or w < multiple:
-            raise ValueError(
+            raise ConfigError(
                 f"store canvas {ch}x{cw} is smaller than the network's "
                 f"minimum input {multiple}x{multiple}"
             )
         return h, w
     h, w = (int(v) for v in crop)
     if h > ch or w > cw:
-        raise ValueError(
+        raise ConfigError(
             f"crop {h}x{w} is larger than the store canvas {ch}x{cw}: "
             f"set data.crop=[{min(h, ch) // multiple * multiple},"
             f"{min(w, cw) // multiple * multiple}] or leave it unset"
         )
     if h % multiple or w % multiple or h < 1 or w < 1:
-        raise ValueError(
+        raise ConfigError(
             f"crop {h}x{w}: both sides must be positive multiples of {multiple} "
             f"(BP-Net downsamples 5 times)"
         )
@@ -82,7 +84,7 @@ def crop(view: SampleView, y0: int, x0: int, h: int, w: int) -> SampleView:
     """The ``h x w`` window at (y0, x0); the principal point moves with the window."""
     H, W = view.hw
     if not (0 <= y0 <= H - h and 0 <= x0 <= W - w):
-        raise ValueError(f"crop {h}x{w} at ({y0}, {x0}) outside the {H}x{W} canvas")
+        raise ConfigError(f"crop {h}x{w} at ({y0}, {x0}) outside the {H}x{W} canvas")
     K = view.K.astype(np.float32).copy()
     K[0, 2] -= x0
     K[1, 2] -= y0

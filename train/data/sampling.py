@@ -22,15 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_schemas.errors import ConfigError
+
 
 def epoch_order(
     shards: Sequence[int], counts: Sequence[int], seed: int, epoch: int, shuffle_shards: int
 ) -> np.ndarray:
     """``[N, 2]`` int64 (shard, offset) rows of one epoch; ``shuffle_shards=0``: store order."""
     if len(shards) != len(counts):
-        raise ValueError(f"{len(shards)} shards but {len(counts)} counts")
+        raise ConfigError(f"{len(shards)} shards but {len(counts)} counts")
     if shuffle_shards < 0:
-        raise ValueError(f"shuffle_shards must be >= 0, got {shuffle_shards}")
+        raise ConfigError(f"shuffle_shards must be >= 0, got {shuffle_shards}")
     rows = [_shard_rows(s, c) for s, c in zip(shards, counts, strict=True)]
     if shuffle_shards == 0:
         return np.concatenate(rows) if rows else np.zeros((0, 2), np.int64)
@@ -50,7 +52,7 @@ def _shard_rows(shard: int, count: int) -> np.ndarray:
 def rank_share(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This rank's contiguous share of ``order``, padded by wrap-around to equal counts."""
     if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} out of range for world size {world_size}")
+        raise ConfigError(f"rank {rank} out of range for world size {world_size}")
     total = len(order)
     if total == 0:
         return order
@@ -74,9 +76,9 @@ class StreamPlan:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.num_regions < 1:
-            raise ValueError("batch_size and num_regions must be >= 1")
+            raise ConfigError("batch_size and num_regions must be >= 1")
         if self.share_size < self.batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{sum(self.counts)} training samples give {self.share_size} per "
                 f"rank, fewer than the per-rank batch size {self.batch_size}: "
                 f"use a smaller train.batch_size or a bigger store"

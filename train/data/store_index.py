@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from data_schemas import SampleStore, StoreError
+from data_schemas.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,11 @@ class StoreIndex:
         With ``val_shards == 0`` or a store of a single shard there is no validation split.
         """
         if val_shards < 0:
-            raise ValueError(f"data.val_shards must be >= 0, got {val_shards}")
+            raise ConfigError(f"data.val_shards must be >= 0, got {val_shards}")
         if val_shards == 0 or len(self.shards) <= 1:
             return self, None
         if val_shards >= len(self.shards):
-            raise ValueError(
+            raise ConfigError(
                 f"data.val_shards={val_shards} leaves no training shard: the store "
                 f"has {len(self.shards)} committed shards"
             )

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_schemas.errors import CheckpointError, InputNotFoundError
+
 FORMAT = "dmd3c.train_checkpoint/1"
 
 
@@ -72,14 +74,14 @@ def make_payload(*, net: dict[str, torch.Tensor], step: int, epoch: int, **extra
 
 
 def load_payload(path: Path) -> dict[str, Any]:
-    """Read a training checkpoint (on CPU); a ValueError names what is wrong."""
+    """Read a training checkpoint (on CPU); a CheckpointError names what is wrong."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+        raise InputNotFoundError(f"{path}: no checkpoint to resume from")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated / foreign files
-        raise ValueError(f"{path}: cannot read the checkpoint: {err}") from err
+        raise CheckpointError(path, f"cannot read the checkpoint: {err}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a dmd3c training checkpoint (format "
-                         f"{payload.get('format') if isinstance(payload, dict) else None!r})")
+        raise CheckpointError(path, "not a dmd3c training checkpoint (format "
+                              f"{payload.get('format') if isinstance(payload, dict) else None!r})")
     return payload

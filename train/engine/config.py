@@ -10,6 +10,8 @@ from typing import TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from data_schemas.errors import ConfigError, InputNotFoundError
+
 PRECISIONS = ("bf16", "fp16", "fp32")
 T = TypeVar("T")
 
@@ -88,7 +90,7 @@ class EngineConfig:
 
 def parse_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"engine.precision must be one of {', '.join(PRECISIONS)}; "
+        raise ConfigError(f"engine.precision must be one of {', '.join(PRECISIONS)}; "
                          f"got {precision!r}")
     return precision
 
@@ -97,14 +99,14 @@ def check_engine(cfg: EngineConfig, world_size: int) -> int:
     """Validate ``cfg`` for ``world_size`` ranks; returns the per-rank batch size."""
     parse_precision(cfg.precision)
     if cfg.steps < 1:
-        raise ValueError(f"engine.steps must be >= 1, got {cfg.steps}")
+        raise ConfigError(f"engine.steps must be >= 1, got {cfg.steps}")
     if cfg.batch_size < world_size or cfg.batch_size % world_size:
-        raise ValueError(f"engine.batch_size={cfg.batch_size} must be a multiple of the "
+        raise ConfigError(f"engine.batch_size={cfg.batch_size} must be a multiple of the "
                          f"{world_size} ranks")
     if not 0.0 <= cfg.ema_decay < 1.0:
-        raise ValueError(f"engine.ema_decay must be in [0, 1), got {cfg.ema_decay}")
+        raise ConfigError(f"engine.ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"engine.device must be auto, cpu or cuda; got {cfg.device!r}")
+        raise ConfigError(f"engine.device must be auto, cpu or cuda; got {cfg.device!r}")
     return cfg.batch_size // world_size
 
 
@@ -125,12 +127,12 @@ def load_structured(schema: type[T], files: Sequence[Path], overrides: Sequence[
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
         first = str(err).splitlines()[0]
-        raise ValueError(f"config: {first}" + (f" (key {key})" if key else "")) from None
+        raise ConfigError(f"config: {first}" + (f" (key {key})" if key else "")) from None
 
 
 def _existing(path: Path) -> Path:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
+        raise InputNotFoundError(f"{path}: no such config file")
     return Path(path)
 
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from data_schemas.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -33,7 +35,7 @@ def parse_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("engine.device=cuda but no CUDA device is available "
+        raise ConfigError("engine.device=cuda but no CUDA device is available "
                          "(use engine.device=auto or cpu)")
     return torch.device(device)
 

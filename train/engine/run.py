@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from data_schemas.errors import ConfigError
 from train.engine.checkpoint import load_payload
 from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig, load_structured, to_yaml
 from train.engine.distributed import DistContext, barrier, init_distributed, shutdown
@@ -31,7 +32,7 @@ def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
     if resume:
         base = str(load_payload(run_dir / "last.pt").get("config") or "")
     elif (run_dir / "last.pt").exists():
-        raise ValueError(f"{run_dir} already holds a run (last.pt): pass --resume to continue "
+        raise ConfigError(f"{run_dir} already holds a run (last.pt): pass --resume to continue "
                          f"it or choose another --out")
     return load_structured(schema, [config_file] if config_file else [], overrides, base=base)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_schemas.errors import ConfigError
 from train.engine.config import ScheduleConfig
 
 ANNEALS = ("cos", "linear")
@@ -42,9 +43,9 @@ def one_cycle_curve(total_steps: int, start: float, peak: float, end: float,
                     pct_start: float, anneal: str) -> np.ndarray:
     """torch ``OneCycleLR``'s two-phase curve start -> peak -> end over ``total_steps``."""
     if anneal not in ANNEALS:
-        raise ValueError(f"schedule.anneal must be one of {', '.join(ANNEALS)}; got {anneal!r}")
+        raise ConfigError(f"schedule.anneal must be one of {', '.join(ANNEALS)}; got {anneal!r}")
     if total_steps < 1 or not 0.0 < pct_start < 1.0:
-        raise ValueError(f"need total_steps >= 1 and 0 < pct_start < 1, got {total_steps}, "
+        raise ConfigError(f"need total_steps >= 1 and 0 < pct_start < 1, got {total_steps}, "
                          f"{pct_start}")
     steps = np.arange(total_steps, dtype=np.float64)
     up_end, down_end = float(pct_start * total_steps) - 1, float(total_steps - 1)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from data_schemas.errors import TrainingError
 from train.engine import checkpoint as ckpt
 from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig, check_engine
 from train.engine.distributed import DistContext, all_sum, barrier, gather_objects
@@ -32,10 +33,6 @@ from train.engine.monitor import Monitor, panel
 from train.engine.schedule import ScheduleTable, one_cycle
 from train.losses import LossTerms
 from train.model.ema import EMA
-
-
-class TrainingError(RuntimeError):
-    """Training had to stop; ``str(err)`` is one line that says why and what to try."""
 
 
 class NonFiniteLossError(TrainingError):

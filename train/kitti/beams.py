@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_schemas.errors import ConfigError
+
 SENSOR_RINGS = 64
 BEAM_CHOICES: tuple[int, ...] = (64, 32, 16, 8)
 T_CAM2_FROM_LIDAR_2011_09_26 = np.array([
@@ -40,7 +42,7 @@ def parse_beams(text: str | int | None) -> list[int]:
     values = [int(v) for v in str(text).split(",") if v.strip()]
     bad = [v for v in values if v not in BEAM_CHOICES]
     if bad:
-        raise ValueError(f"beams {bad} not supported; choose from "
+        raise ConfigError(f"beams {bad} not supported; choose from "
                          f"{', '.join(map(str, BEAM_CHOICES))} (comma-separated)")
     return values
 
@@ -96,7 +98,7 @@ def sparse_to_lidar_points(sparse: np.ndarray, K: np.ndarray,
 def keep_rings(ring: np.ndarray, beams: int, sensor_rings: int = SENSOR_RINGS) -> np.ndarray:
     """Mask of points whose ring survives thinning to ``beams`` (every k-th from the top)."""
     if beams not in BEAM_CHOICES:
-        raise ValueError(f"beams must be one of {BEAM_CHOICES}, got {beams}")
+        raise ConfigError(f"beams must be one of {BEAM_CHOICES}, got {beams}")
     return ring % (sensor_rings // beams) == 0
 
 

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from data_schemas.errors import InputError, InputNotFoundError
+from data_schemas.geometry import lidar_to_sparse_depth
+
 CAMERAS: tuple[int, ...] = (2, 3)
 
 
@@ -27,7 +30,7 @@ def parse_camera(camera: int | str) -> int:
     """``2``/``3`` or ``"image_02"``/``"image_03"`` -> 2 or 3; anything else is a ValueError."""
     text = str(camera).removeprefix("image_0").removeprefix("image_")
     if text not in ("2", "3"):
-        raise ValueError(f"camera must be one of 2, 3 (image_02, image_03), got {camera!r}")
+        raise InputError(f"camera must be one of 2, 3 (image_02, image_03), got {camera!r}")
     return int(text)
 
 
@@ -35,7 +38,7 @@ def read_calib_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """``key: v1 v2 ...`` lines -> {key: float64 array}; non-numeric entries are skipped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"calibration file not found: {path}")
+        raise InputNotFoundError(f"calibration file not found: {path}")
     entries: dict[str, np.ndarray] = {}
     for line in path.read_text().splitlines():
         key, sep, value = line.partition(":")
@@ -51,9 +54,9 @@ def read_calib_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 def _entry(entries: dict[str, np.ndarray], key: str, size: int, path: Path) -> np.ndarray:
     if key not in entries:
         found = ", ".join(sorted(entries)) or "none"
-        raise ValueError(f"{path}: no {key!r} entry (found: {found})")
+        raise InputError(f"{path}: no {key!r} entry (found: {found})")
     if entries[key].size != size:
-        raise ValueError(f"{path}: {key!r} has {entries[key].size} values, expected {size}")
+        raise InputError(f"{path}: {key!r} has {entries[key].size} values, expected {size}")
     return entries[key]
 
 
@@ -84,13 +87,13 @@ def parse_intrinsics_txt(path: str | os.PathLike[str]) -> np.ndarray:
     """val_selection_cropped / test ``intrinsics/*.txt`` (9 numbers) -> K float64 [3,3]."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"intrinsics file not found: {path}")
+        raise InputNotFoundError(f"intrinsics file not found: {path}")
     try:
         values = np.array(path.read_text().split(), dtype=np.float64)
     except ValueError as err:
-        raise ValueError(f"{path}: intrinsics must be 9 numbers (K row-major)") from err
+        raise InputError(f"{path}: intrinsics must be 9 numbers (K row-major)") from err
     if values.size != 9:
-        raise ValueError(f"{path}: intrinsics must be 9 numbers (K row-major), got {values.size}")
+        raise InputError(f"{path}: intrinsics must be 9 numbers (K row-major), got {values.size}")
     return values.reshape(3, 3)
 
 
@@ -125,7 +128,7 @@ def load_camera_calib(path: str | os.PathLike[str], camera: int = 2) -> CameraCa
     """Any supported calibration file (see module docstring) -> :class:`CameraCalib`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"calibration file not found: {path}")
+        raise InputNotFoundError(f"calibration file not found: {path}")
     if path.name == "calib_velo_to_cam.txt":
         path = path.with_name("calib_cam_to_cam.txt")
     entries = read_calib_file(path)
@@ -136,25 +139,9 @@ def load_camera_calib(path: str | os.PathLike[str], camera: int = 2) -> CameraCa
     return CameraCalib(parse_intrinsics_txt(path))
 
 
-def project_lidar(points_lidar: np.ndarray, calib: CameraCalib, hw: tuple[int, int],
-                  min_depth_m: float = 0.1) -> np.ndarray:
+def project_lidar(points_lidar: np.ndarray, calib: CameraCalib, hw: tuple[int, int]) -> np.ndarray:
     """[N,>=3] LiDAR points -> sparse depth float32 [H,W] in m (nearest point per pixel)."""
     if calib.T_cam_from_lidar is None:
-        raise ValueError("the calibration has no LiDAR-to-camera transform (raw layout: "
+        raise InputError("the calibration has no LiDAR-to-camera transform (raw layout: "
                          "calib_velo_to_cam.txt next to calib_cam_to_cam.txt)")
-    xyz1 = np.concatenate([points_lidar[:, :3], np.ones((len(points_lidar), 1))], axis=1)
-    cam = (calib.T_cam_from_lidar @ xyz1.T)[:3]
-    front = cam[2] > min_depth_m
-    uvw = calib.K @ cam[:, front]
-    u = np.round(uvw[0] / uvw[2]).astype(np.int64)  # KITTI: pixel centres at integers
-    v = np.round(uvw[1] / uvw[2]).astype(np.int64)
-    z = cam[2, front]
-    inside = (u >= 0) & (u < hw[1]) & (v >= 0) & (v < hw[0])
-    return _zbuffer(u[inside], v[inside], z[inside], hw)
-
-
-def _zbuffer(u: np.ndarray, v: np.ndarray, z: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    depth = np.full(hw[0] * hw[1], np.inf, dtype=np.float64)
-    np.minimum.at(depth, v * hw[1] + u, z)
-    depth[~np.isfinite(depth)] = 0.0
-    return depth.reshape(hw).astype(np.float32)
+    return lidar_to_sparse_depth(points_lidar, calib.T_cam_from_lidar, calib.K, hw)

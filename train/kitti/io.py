@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data_schemas.errors import InputError, InputNotFoundError
+
 DEPTH_SCALE = 256.0
 """KITTI depth PNG value per metre."""
 MAX_DEPTH_PNG_M = 65535 / DEPTH_SCALE
@@ -20,14 +22,14 @@ def read_depth_png(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"depth map not found: {path}")
+        raise InputNotFoundError(f"depth map not found: {path}")
     with Image.open(path) as image:
         if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
-            raise ValueError(f"{path}: depth PNG must be single-channel 16-bit (KITTI: "
+            raise InputError(f"{path}: depth PNG must be single-channel 16-bit (KITTI: "
                              f"metres x 256), got PIL mode {image.mode!r}")
         values = np.asarray(image)
     if values.ndim != 2 or values.max(initial=0) > 65535 or values.min(initial=0) < 0:
-        raise ValueError(f"{path}: depth PNG must be single-channel 16-bit")
+        raise InputError(f"{path}: depth PNG must be single-channel 16-bit")
     return (values.astype(np.float32) / DEPTH_SCALE).astype(np.float32)
 
 
@@ -40,7 +42,7 @@ def encode_depth_png(depth_m: np.ndarray) -> np.ndarray:
 def write_depth_png(path: str | os.PathLike[str], depth_m: np.ndarray) -> None:
     """Write a KITTI depth PNG (uint16, metres x 256), creating the folder."""
     if np.asarray(depth_m).ndim != 2:
-        raise ValueError(f"depth must be [H,W], got shape {np.asarray(depth_m).shape}")
+        raise InputError(f"depth must be [H,W], got shape {np.asarray(depth_m).shape}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(encode_depth_png(depth_m)).save(path)
 
@@ -49,7 +51,7 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """An image file -> uint8 [H,W,3] RGB."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+        raise InputNotFoundError(f"image not found: {path}")
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
@@ -58,10 +60,10 @@ def read_velodyne_bin(path: str | os.PathLike[str]) -> np.ndarray:
     """KITTI Velodyne scan -> float32 [N,4] (x fwd, y left, z up in m; reflectance), scan order."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Velodyne scan not found: {path}")
+        raise InputNotFoundError(f"Velodyne scan not found: {path}")
     raw = np.fromfile(path, dtype=np.float32)
     if raw.size == 0 or raw.size % 4:
-        raise ValueError(f"{path}: not a KITTI Velodyne .bin (float32 x, y, z, reflectance "
+        raise InputError(f"{path}: not a KITTI Velodyne .bin (float32 x, y, z, reflectance "
                          f"records); {raw.size} floats")
     return raw.reshape(-1, 4)
 
@@ -71,13 +73,13 @@ def read_sparse_input(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() == ".npy":
         if not path.is_file():
-            raise FileNotFoundError(f"sparse depth not found: {path}")
+            raise InputNotFoundError(f"sparse depth not found: {path}")
         depth = np.load(path, allow_pickle=False)
         if depth.ndim == 3 and 1 in (depth.shape[0], depth.shape[-1]):
             depth = depth.squeeze()
         if depth.ndim != 2:
-            raise ValueError(f"{path}: sparse depth must be [H,W] metres, got shape {depth.shape}")
+            raise InputError(f"{path}: sparse depth must be [H,W] metres, got shape {depth.shape}")
         return np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if path.suffix.lower() == ".png":
         return read_depth_png(path)
-    raise ValueError(f"{path}: sparse depth must be a 16-bit .png (m x 256) or a .npy (m)")
+    raise InputError(f"{path}: sparse depth must be a 16-bit .png (m x 256) or a .npy (m)")

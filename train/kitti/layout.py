@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_schemas.errors import InputError, InputNotFoundError
 from train.kitti.calib import parse_intrinsics_txt, raw_camera_calib
 
 SPLITS: tuple[str, ...] = ("train", "val", "selval", "test", "raw")
@@ -36,7 +37,7 @@ _DRIVE_RE = re.compile(r"^(\d{4}_\d{2}_\d{2})_drive_\d{4}_sync$")
 def parse_split(split: str) -> str:
     """``split`` if known, else ValueError naming the allowed values."""
     if split not in SPLITS:
-        raise ValueError(f"unknown KITTI split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise InputError(f"unknown KITTI split {split!r}; choose one of {', '.join(SPLITS)}")
     return split
 
 
@@ -58,14 +59,14 @@ class KittiFrame:
 
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        raise FileNotFoundError(f"missing KITTI folder {path} ({what})")
+        raise InputNotFoundError(f"missing KITTI folder {path} ({what})")
     return path
 
 
 def _date_of(drive: str) -> str:
     match = _DRIVE_RE.match(drive)
     if not match:
-        raise ValueError(f"{drive!r} is not a KITTI drive folder name "
+        raise InputError(f"{drive!r} is not a KITTI drive folder name "
                          f"(expected YYYY_MM_DD_drive_NNNN_sync)")
     return match.group(1)
 
@@ -95,7 +96,7 @@ class _CalibCache:
         key = (date_dir, camera)
         if key not in self._cache:
             if not (date_dir / "calib_cam_to_cam.txt").is_file():
-                raise FileNotFoundError(f"no calibration for drive {drive}: "
+                raise InputNotFoundError(f"no calibration for drive {drive}: "
                                         f"{date_dir / 'calib_cam_to_cam.txt'} is missing")
             self._cache[key] = raw_camera_calib(date_dir, camera).K
         return self._cache[key]
@@ -162,13 +163,13 @@ def _flat_frames(root: Path, folder: str, with_gt: bool) -> list[KittiFrame]:
         if with_gt:
             gt_stem = stem.replace("_image_", "_groundtruth_depth_", 1)
             if gt_stem not in gts:
-                raise ValueError(f"{base}: no groundtruth_depth/{gt_stem}.png for image {stem}")
+                raise InputError(f"{base}: no groundtruth_depth/{gt_stem}.png for image {stem}")
             gt = gts[gt_stem]
         K = parse_intrinsics_txt(base / "intrinsics" / f"{stem}.txt")
         frames.append(KittiFrame(stem, image, sparse[sparse_stem], gt, K,
                                  image.relative_to(root).as_posix()))
     if len(sparse) != len(frames):
-        raise ValueError(f"{base}: {len(images)} images but {len(sparse)} velodyne_raw maps")
+        raise InputError(f"{base}: {len(images)} images but {len(sparse)} velodyne_raw maps")
     return frames
 
 
@@ -176,11 +177,11 @@ def find_frames(root: str | os.PathLike[str], split: str) -> list[KittiFrame]:
     """All frames of ``split`` under the KITTI root, sorted by name; never empty."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"KITTI root not found: {root}")
+        raise InputNotFoundError(f"KITTI root not found: {root}")
     split = parse_split(split)
     if split in ("train", "val"):
         if not (root / "data_depth_annotated").is_dir() and (root / "raw").is_dir():
-            raise FileNotFoundError(f"missing KITTI folder {root / 'data_depth_annotated'}; "
+            raise InputNotFoundError(f"missing KITTI folder {root / 'data_depth_annotated'}; "
                                     f"if the maps are inside raw/<date>/<drive>/proj_depth, "
                                     f"use --split raw")
         frames = official_frames(root, split)
@@ -190,5 +191,5 @@ def find_frames(root: str | os.PathLike[str], split: str) -> list[KittiFrame]:
         frames = _flat_frames(root, SELVAL_DIR if split == "selval" else TEST_DIR,
                               with_gt=split == "selval")
     if not frames:
-        raise ValueError(f"no KITTI {split} frames found under {root}")
+        raise InputError(f"no KITTI {split} frames found under {root}")
     return sorted(frames, key=lambda f: f.name)

@@ -26,6 +26,7 @@ import numpy as np
 import zarr
 
 from data_schemas import SampleStore
+from data_schemas.errors import InputError, InputNotFoundError
 from data_schemas.location import StoreLocation
 from data_schemas.sample_schema import SCHEMA_NAME as SAMPLE_STORE_SCHEMA
 from data_schemas.teacher_maps import (
@@ -55,13 +56,13 @@ def parse_output_kind(kind: object) -> str:
         return "disparity"
     if "depth" in text or "metric" in text:
         return "depth"
-    raise ValueError(f"teacher output kind {kind!r} is neither a disparity nor a depth")
+    raise InputError(f"teacher output kind {kind!r} is neither a disparity nor a depth")
 
 
 def _open_group(url: str) -> zarr.Group:
     location = StoreLocation.parse(url)
     if not location.exists("zarr.json"):
-        raise FileNotFoundError(f"teacher maps not found: {url} (no zarr.json; run `dmd3c "
+        raise InputNotFoundError(f"teacher maps not found: {url} (no zarr.json; run `dmd3c "
                                 f"teach --kitti ROOT --out {url}`)")
     return zarr.open_group(location.zarr_store(read_only=True), mode="r")
 
@@ -110,7 +111,7 @@ class TeacherMaps:
         """ValueError naming how many (and which first) frames lack a teacher map."""
         missing = [f.name for f in frames if self.find(f) is None]
         if missing:
-            raise ValueError(f"{len(missing)} of {len(frames)} KITTI images have no teacher map "
+            raise InputError(f"{len(missing)} of {len(frames)} KITTI images have no teacher map "
                              f"in {self.url} (first: {', '.join(missing[:3])}); run `dmd3c "
                              f"teach` on these images")
 
@@ -126,7 +127,7 @@ class TeacherMaps:
         """Teacher output of ``frame`` at image size ``hw``, float32, 0 = invalid."""
         key = self.find(frame)
         if key is None:
-            raise ValueError(f"no teacher map for KITTI image {frame.name} in {self.url}")
+            raise InputError(f"no teacher map for KITTI image {frame.name} in {self.url}")
         values = np.nan_to_num(self._values(key), nan=0.0, posinf=0.0, neginf=0.0)
         return resize_map(values, hw)
 

@@ -16,16 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from data_schemas.errors import CheckpointError
 from train.model.bpnet import BPNet
 
 OFFICIAL_KEYS = ("net", "epoch", "best_metric_ema")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is malformed or does not match the model; one-line message."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        super().__init__(f"{os.fspath(path)}: {problem}")
 
 
 @dataclass
