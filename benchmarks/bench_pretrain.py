@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from train.data import (
+from train.datasets import (
     AugmentConfig,
-    SampleView,
+    Sample,
     StoreIndex,
     StoreStream,
     StreamConfig,
@@ -33,9 +33,10 @@ from train.data import (
     collate,
     train_loader,
 )
-from train.data.augment import augment, sample_rng
-from train.data.shard_reader import ShardReader
-from train.data.synthetic import write_synthetic_store
+from train.datasets.augment import augment
+from train.datasets.sampling import sample_rng
+from train.datasets.shard_reader import ShardReader
+from train.datasets.synthetic import write_synthetic_store
 
 BATCH = 4
 
@@ -66,17 +67,17 @@ class PngFolder(Dataset):
     def __len__(self) -> int:
         return len(self.folders)
 
-    def __getitem__(self, i: int) -> tuple[SampleView, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[Sample, np.ndarray]:
         folder = self.folders[i]
         rgb = cv2.cvtColor(cv2.imread(str(folder / "rgb.png")), cv2.COLOR_BGR2RGB)
         sparse, teacher = (cv2.imread(str(folder / f"{n}.png"), cv2.IMREAD_UNCHANGED)
                            .astype(np.float32) / 256.0 for n in ("sparse", "teacher"))
         K = np.loadtxt(folder / "K.txt", dtype=np.float32)
-        view = SampleView(rgb, sparse, teacher, K, folder.name)
+        view = Sample(rgb, sparse, teacher, K, folder.name)
         return augment(view, self.crop, self.aug, sample_rng(0, 0, folder.name))
 
 
-def collate_pairs(items: list[tuple[SampleView, np.ndarray]]):
+def collate_pairs(items: list[tuple[Sample, np.ndarray]]):
     return collate([v for v, _ in items], [r for _, r in items])
 
 
@@ -141,7 +142,8 @@ def bench_loaders(index: StoreIndex, folders: list[Path], crop: tuple[int, int],
 def bench_step(index: StoreIndex, size: tuple[int, int], steps: int) -> None:
     from train.engine import Trainer, init_distributed
     from train.engine.config import load_structured
-    from train.pretrain import PretrainConfig, build_recipe
+    from train.stage1.config import PretrainConfig
+    from train.stage1.recipe import build_recipe
 
     cfg = load_structured(PretrainConfig, [], [
         "engine.batch_size=1", f"data.crop=[{size[0]},{size[1]}]", "data.num_workers=0",

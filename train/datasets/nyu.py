@@ -5,23 +5,28 @@ each with ``rgb`` uint8 [3,480,640] and ``depth`` float [480,640] in metres. A s
 resized to 320x240 (bilinear, like torchvision's ``Resize(240)``), centre-cropped to
 304x228, and 500 pixels with GT > 0.1 mm are kept as the sparse input (random per sample;
 fixed per file for evaluation). Intrinsics: the NYUv2 Kinect K halved, then shifted by
-the crop (cx - 8, cy - 6). ``h5py`` is imported only when NYU files are read.
+the crop (cx - 8, cy - 6). Training samples get fresh sparse points every epoch and a
+random horizontal flip (no crop or colour jitter), both from
+:func:`~train.datasets.sampling.sample_rng` of (seed, epoch, ``<scene>/<file stem>``);
+batches are zero-padded to 256x320 like BP-Net's (:func:`pad_collate`). ``h5py`` is
+imported only when NYU files are read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
-import torch
+from torch.utils.data import Dataset
 
 from data_schemas.errors import InputError, InputNotFoundError
-from train.metrics import mean_nyu_metrics, nyu_metrics
+from train.datasets.augment import hflip
+from train.datasets.sample import Batch, Item, Sample, collate_items, pad_batch
+from train.datasets.sampling import SampleRef, sample_rng
 
 NYU_K = np.array([[5.1885790117450188e02, 0.0, 3.2558244941119034e02],
                   [0.0, 5.1946961112127485e02, 2.5373616633400465e02],
@@ -34,7 +39,7 @@ MIN_GT_M = 1e-4
 NYU_SPLITS = ("train", "val")
 
 
-def _h5py():
+def _h5py() -> ModuleType:
     try:
         import h5py
     except ImportError as err:
@@ -43,7 +48,8 @@ def _h5py():
 
 
 def find_nyu_files(root: str | os.PathLike[str], split: str) -> list[Path]:
-    """``ROOT/<split>/**/*.h5`` sorted; FileNotFoundError when the folder or files are missing."""
+    """``ROOT/<split>/**/*.h5`` sorted; InputNotFoundError when the folder or files are
+    missing."""
     if split not in NYU_SPLITS:
         raise InputError(f"unknown NYUv2 split {split!r}; choose one of {', '.join(NYU_SPLITS)}")
     folder = Path(root) / split
@@ -68,17 +74,6 @@ def read_nyu_h5(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"{path}: expected rgb [3,H,W] and depth [H,W], got {rgb.shape} and "
                          f"{depth.shape}")
     return np.ascontiguousarray(rgb.transpose(1, 2, 0)).astype(np.uint8), depth
-
-
-@dataclass(frozen=True)
-class NyuSample:
-    """rgb uint8 [228,304,3]; sparse, gt float32 [228,304] m; K [3,3]; name."""
-
-    rgb: np.ndarray
-    sparse: np.ndarray
-    gt: np.ndarray
-    K: np.ndarray
-    name: str
 
 
 def resize_and_crop(rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -107,83 +102,59 @@ def sample_sparse(gt: np.ndarray, rng: np.random.Generator,
     return sparse.reshape(gt.shape)
 
 
-def file_rng(path: Path, seed: int) -> np.random.Generator:
-    digest = int.from_bytes(hashlib.blake2b(path.name.encode(), digest_size=8).digest(), "little")
-    return np.random.default_rng([seed, digest])
+def sample_key(path: Path) -> str:
+    """The stable id of an NYUv2 file: ``<scene folder>/<file stem>`` (stems repeat across
+    scenes)."""
+    return f"{path.parent.name}/{path.stem}"
 
 
-def load_nyu_sample(path: Path, seed: int = 0, num_sparse: int = NUM_SPARSE) -> NyuSample:
-    """One NYUv2 file as the evaluation sample (sparse points fixed by (seed, file name))."""
+def read_nyu_sample(path: Path, rng: np.random.Generator,
+                    num_sparse: int = NUM_SPARSE) -> Sample:
+    """One NYUv2 file as a sample, its ``num_sparse`` LiDAR-like points drawn from ``rng``."""
     rgb, depth = read_nyu_h5(path)
     rgb_c, gt, K = resize_and_crop(rgb, depth)
-    sparse = sample_sparse(gt, file_rng(path, seed), num_sparse)
-    return NyuSample(rgb_c, sparse, gt, K, path.stem)
+    return Sample(rgb_c, sample_sparse(gt, rng, num_sparse), gt, K, sample_key(path))
+
+
+def load_nyu_sample(path: Path, seed: int = 0, num_sparse: int = NUM_SPARSE) -> Sample:
+    """The evaluation sample of a file: sparse points fixed by (seed, file), i.e. the draw
+    of epoch 0."""
+    return read_nyu_sample(path, sample_rng(seed, 0, sample_key(path)), num_sparse)
 
 
 PADDED_HW = (256, 320)
 """Network input size of the 228x304 crop (BP-Net pads 14 rows top/bottom, 8 columns)."""
 
 
-def pad_item(item: dict[str, object], hw: tuple[int, int]) -> dict[str, object]:
-    """Zero-pad every map of a dataset item symmetrically to ``hw``; K follows."""
-    h, w = item["sparse"].shape[-2:]  # type: ignore[attr-defined]
-    top, left = (hw[0] - h) // 2, (hw[1] - w) // 2
-    sides = (left, hw[1] - w - left, top, hw[0] - h - top)
-    out = dict(item)
-    for name in ("rgb", "sparse", "gt"):
-        out[name] = torch.nn.functional.pad(item[name], sides)  # type: ignore[arg-type]
-    K = item["K"].clone()  # type: ignore[attr-defined]
-    K[0, 2] += left
-    K[1, 2] += top
-    out["K"] = K
-    return out
+def pad_collate(items: Sequence[Item], hw: tuple[int, int] = PADDED_HW) -> Batch:
+    """The ``collate_fn`` of NYUv2 training: a batch zero-padded to ``hw`` (K follows)."""
+    return pad_batch(collate_items(items), hw)
 
 
-class NyuDataset(torch.utils.data.Dataset):
-    """NYUv2 files -> dicts rgb [3,h,w] (normalised like BP-Net), sparse/gt [1,h,w], K, name:
-    the 228x304 crop, zero-padded to ``pad_to`` (default 256x320, BP-Net) when given.
-    Training samples get fresh sparse points per epoch and a random horizontal flip."""
+class NyuDataset(Dataset[Item]):
+    """NYUv2 files -> :class:`Item` s of the 228x304 crop, indexed by :class:`SampleRef`.
+
+    ``train=True``: fresh sparse points per epoch and a horizontal flip with ``flip_prob``;
+    otherwise the evaluation sample (points fixed per file).
+    """
 
     def __init__(self, files: Sequence[Path], train: bool, seed: int = 0,
-                 num_sparse: int = NUM_SPARSE,
-                 pad_to: tuple[int, int] | None = PADDED_HW) -> None:
-        self.files, self.train, self.seed, self.num_sparse = list(files), train, seed, num_sparse
-        self.pad_to = pad_to
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+                 num_sparse: int = NUM_SPARSE, flip_prob: float = 0.5) -> None:
+        self.files, self.train, self.seed = list(files), train, seed
+        self.num_sparse, self.flip_prob = num_sparse, flip_prob
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict[str, object]:
-        from train.model import normalize_rgb
-
+    def sample(self, index: int, epoch: int = 0) -> Sample:
+        """File ``index`` as drawn in ``epoch`` (evaluation samples ignore the epoch)."""
         path = self.files[index]
-        sample = load_nyu_sample(path, self.seed + (self.epoch if self.train else 0),
-                                 self.num_sparse)
-        rgb, sparse, gt, K = sample.rgb, sample.sparse, sample.gt, sample.K.copy()
-        if self.train and file_rng(path, self.seed + 7919 * (self.epoch + 1)).random() < 0.5:
-            rgb, sparse, gt = rgb[:, ::-1], sparse[:, ::-1], gt[:, ::-1]
-            K[0, 2] = (CROP_HW[1] - 1) - K[0, 2]
-        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
-        item: dict[str, object] = {
-            "rgb": normalize_rgb(rgb_t), "sparse": torch.from_numpy(sparse.copy())[None],
-            "gt": torch.from_numpy(gt.copy())[None], "K": torch.from_numpy(K),
-            "name": sample.name}
-        return pad_item(item, self.pad_to) if self.pad_to else item
+        rng = sample_rng(self.seed, epoch if self.train else 0, sample_key(path))
+        sample = read_nyu_sample(path, rng, self.num_sparse)
+        if self.train and rng.random() < self.flip_prob:
+            sample = hflip(sample)
+        return sample
 
-
-def evaluate_nyu(model: torch.nn.Module, files: Sequence[Path], device: torch.device,
-                 seed: int = 0) -> dict[str, object]:
-    """NYUv2 metrics (RMSE m, REL, delta) averaged over files: {"frames", "metrics"}."""
-    from train.evaluate import predict_depth
-
-    per_image = []
-    for path in files:
-        sample = load_nyu_sample(path, seed)
-        pred = predict_depth(model, sample.rgb, sample.sparse, sample.K, device)  # type: ignore[arg-type]
-        per_image.append(nyu_metrics(pred, sample.gt))
-    mean = mean_nyu_metrics(per_image)
-    return {"frames": len(per_image), "dataset": "nyu", "metrics": vars(mean).copy()}
+    def __getitem__(self, ref: SampleRef) -> Item:
+        sample = self.sample(ref.index, ref.epoch)
+        return Item(sample, np.zeros(3, np.float32), ref.epoch, ref.batch)

@@ -1,4 +1,10 @@
-"""Shard-aware sample order, DDP splitting and the batch plan of a training stream.
+"""The one resumable sampler of every training stream, and the one per-sample RNG.
+
+Per-sample randomness (:func:`sample_rng`): every random choice for a sample (crop, flip,
+jitter, sparse points) comes from one generator seeded by (global seed, epoch, sample key),
+so it does not depend on which worker or rank reads the sample, nor on resuming.
+
+Shard-aware sample order, DDP splitting and the batch plan of a training stream:
 
 One epoch's order (:func:`epoch_order`): shuffle the shard order, then shuffle the samples
 inside consecutive groups of ``shuffle_shards`` shards (a shuffle buffer that spans a few
@@ -13,16 +19,31 @@ one per DataLoader worker; batch ``j`` of an epoch comes from region ``j % num_r
 The DataLoader hands out worker outputs round-robin, so the batch sequence is a pure
 function of (seed, epoch, rank, world size, batch size, regions): independent of timing,
 and resumable from any batch.
+
+Map-style datasets (KITTI frames, NYUv2 files) are planned as one shard holding every item
+(:meth:`StreamPlan.for_items`: each epoch a seeded permutation of the items) and read
+through :class:`PlanBatchSampler`, which hands the DataLoader the same batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data_schemas.errors import ConfigError
+
+
+def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """The generator of every random choice for sample ``key`` in ``epoch`` (a pure function
+    of the three; evaluation-time draws use epoch 0)."""
+    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+    return np.random.default_rng([seed, epoch, digest])
 
 
 def epoch_order(
@@ -30,9 +51,9 @@ def epoch_order(
 ) -> np.ndarray:
     """``[N, 2]`` int64 (shard, offset) rows of one epoch; ``shuffle_shards=0``: store order."""
     if len(shards) != len(counts):
-        raise ConfigError(f"{len(shards)} shards but {len(counts)} counts")
+        raise ValueError(f"{len(shards)} shards but {len(counts)} counts")
     if shuffle_shards < 0:
-        raise ConfigError(f"shuffle_shards must be >= 0, got {shuffle_shards}")
+        raise ConfigError(f"data.shuffle_shards must be >= 0, got {shuffle_shards}")
     rows = [_shard_rows(s, c) for s, c in zip(shards, counts, strict=True)]
     if shuffle_shards == 0:
         return np.concatenate(rows) if rows else np.zeros((0, 2), np.int64)
@@ -52,7 +73,7 @@ def _shard_rows(shard: int, count: int) -> np.ndarray:
 def rank_share(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This rank's contiguous share of ``order``, padded by wrap-around to equal counts."""
     if not 0 <= rank < world_size:
-        raise ConfigError(f"rank {rank} out of range for world size {world_size}")
+        raise ValueError(f"rank {rank} out of range for world size {world_size}")
     total = len(order)
     if total == 0:
         return order
@@ -76,13 +97,21 @@ class StreamPlan:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.num_regions < 1:
-            raise ConfigError("batch_size and num_regions must be >= 1")
+            raise ConfigError(f"engine.batch_size gives {self.batch_size} samples per rank; "
+                              f"it must be >= 1 per rank")
         if self.share_size < self.batch_size:
             raise ConfigError(
                 f"{sum(self.counts)} training samples give {self.share_size} per "
                 f"rank, fewer than the per-rank batch size {self.batch_size}: "
-                f"use a smaller train.batch_size or a bigger store"
+                f"use a smaller engine.batch_size or more training data"
             )
+
+    @classmethod
+    def for_items(cls, count: int, batch_size: int, seed: int = 0, rank: int = 0,
+                  world_size: int = 1) -> StreamPlan:
+        """The plan of a map-style dataset of ``count`` items: one shard holding them all, so
+        each epoch is a seeded permutation of the items; rows are (0, item index)."""
+        return cls((0,), (count,), batch_size, seed, 1, rank, world_size, 1)
 
     @property
     def share_size(self) -> int:
@@ -114,3 +143,57 @@ class StreamPlan:
 
 def _region_len(total: int, region: int, regions: int) -> int:
     return (total - region + regions - 1) // regions
+
+
+class SampleRef(NamedTuple):
+    """Sample ``index`` of a map-style dataset, drawn in ``epoch`` for global batch ``batch``."""
+
+    epoch: int
+    index: int
+    batch: int
+
+
+class PlanBatchSampler(Sampler[list[SampleRef]]):
+    """The batches ``start, start + 1, ...`` of a one-shard :class:`StreamPlan` (see
+    :meth:`StreamPlan.for_items`) as lists of :class:`SampleRef`, for a DataLoader's
+    ``batch_sampler``: datasets are indexed by (epoch, index) and never hold an epoch."""
+
+    def __init__(self, plan: StreamPlan, start: int = 0) -> None:
+        if plan.shards != (0,) or plan.num_regions != 1:
+            raise ValueError("PlanBatchSampler reads a one-shard plan (StreamPlan.for_items)")
+        self.plan, self.start = plan, start
+
+    def __iter__(self) -> Iterator[list[SampleRef]]:
+        cached: tuple[int, np.ndarray] | None = None
+        number = self.start
+        while True:
+            epoch, j = self.plan.locate(number)
+            if cached is None or cached[0] != epoch:
+                cached = (epoch, self.plan.share(epoch))
+            rows = self.plan.batch_rows(cached[1], j)
+            yield [SampleRef(epoch, int(offset), number) for _, offset in rows]
+            number += 1
+
+
+T = TypeVar("T")
+
+
+def single_thread(_: int) -> None:
+    """DataLoader ``worker_init_fn``: one torch thread per worker process."""
+    torch.set_num_threads(1)
+
+
+def plan_loader(dataset: Dataset[Any], plan: StreamPlan, start: int,
+                collate_fn: Callable[[list[Any]], T], num_workers: int,
+                pin_memory: bool = False) -> DataLoader[T]:
+    """The training stream of a map-style dataset: batches ``start, start + 1, ...`` of
+    ``plan``, assembled by ``collate_fn`` (in ``spawn``ed, persistent workers when
+    ``num_workers`` > 0; the DataLoader returns them in order)."""
+    sampler = PlanBatchSampler(plan, start)
+    if num_workers == 0:
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn,
+                          pin_memory=pin_memory)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn,
+                      num_workers=num_workers, pin_memory=pin_memory,
+                      multiprocessing_context="spawn", persistent_workers=True,
+                      worker_init_fn=single_thread)

@@ -7,8 +7,8 @@ from collections import OrderedDict
 import numpy as np
 
 from data_schemas import SampleStore, StoreError
-from train.data.augment import SampleView
-from train.data.store_index import StoreIndex
+from train.datasets.sample import Sample
+from train.datasets.store_index import StoreIndex
 
 TRAIN_ARRAYS = ("rgb", "sparse_depth", "teacher_depth", "intrinsics")
 """The arrays stage 1 reads (teacher_output and T_cam_from_lidar are not needed)."""
@@ -27,11 +27,13 @@ class ShardReader:
         self._store: SampleStore | None = None
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
 
-    def __getstate__(self) -> dict[str, object]:
-        return {"index": self.index, "capacity": self.capacity}
+    def __getstate__(self) -> tuple[StoreIndex, int]:
+        return self.index, self.capacity
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__(state["index"], state["capacity"])  # type: ignore[misc, arg-type]
+    def __setstate__(self, state: tuple[StoreIndex, int]) -> None:
+        self.index, self.capacity = state
+        self._store = None
+        self._cache = OrderedDict()
 
     @property
     def store(self) -> SampleStore:
@@ -39,10 +41,10 @@ class ShardReader:
             self._store = SampleStore.open(self.index.url)
         return self._store
 
-    def sample(self, shard: int, offset: int) -> SampleView:
+    def sample(self, shard: int, offset: int) -> Sample:
         """Sample ``offset`` of committed ``shard`` (views into the cached shard)."""
         arrays = self.shard(shard)
-        return SampleView(
+        return Sample(
             arrays["rgb"][offset],
             arrays["sparse_depth"][offset],
             arrays["teacher_depth"][offset],

@@ -13,14 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from train.data.augment import AugmentConfig, augment, center_crop, sample_rng
-from train.data.batch import Batch, collate
-from train.data.sampling import StreamPlan, epoch_order
-from train.data.shard_reader import ShardReader
-from train.data.store_index import StoreIndex
+from train.datasets.augment import AugmentConfig, augment, center_crop
+from train.datasets.sample import Batch, collate
+from train.datasets.sampling import StreamPlan, epoch_order, sample_rng, single_thread
+from train.datasets.shard_reader import ShardReader
+from train.datasets.store_index import StoreIndex
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class StreamConfig:
     seed: int = 0
 
 
-class StoreStream(IterableDataset):
+class StoreStream(IterableDataset[Batch]):
     """Infinite stream of augmented training batches for one rank (see module docstring)."""
 
     def __init__(
@@ -58,34 +57,25 @@ class StoreStream(IterableDataset):
         self, reader: ShardReader, share: np.ndarray, epoch: int, j: int, number: int
     ) -> Batch:
         """Global batch ``number`` = batch ``j`` of ``epoch``."""
-        views, offsets = [], []
+        samples, offsets = [], []
         for shard, offset in self.plan.batch_rows(share, j):
-            view = reader.sample(int(shard), int(offset))
-            rng = sample_rng(self.cfg.seed, epoch, view.key)
-            view, colour = augment(view, self.cfg.crop, self.cfg.augment, rng)
-            views.append(view)
+            sample = reader.sample(int(shard), int(offset))
+            rng = sample_rng(self.cfg.seed, epoch, sample.key)
+            sample, colour = augment(sample, self.cfg.crop, self.cfg.augment, rng)
+            samples.append(sample)
             offsets.append(colour)
-        return collate(views, offsets, epoch, number)
+        return collate(samples, offsets, epoch, number)
 
 
 def train_loader(
     stream: StoreStream, num_workers: int, pin_memory: bool = False, prefetch_factor: int = 2
-) -> DataLoader:
+) -> DataLoader[Batch]:
     """DataLoader over ``stream``; workers are ``spawn``ed and use one torch thread each."""
-    extra: dict[str, object] = {}
-    if num_workers > 0:
-        extra = {
-            "multiprocessing_context": "spawn",
-            "prefetch_factor": prefetch_factor,
-            "worker_init_fn": _single_thread,
-        }
-    return DataLoader(
-        stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **extra
-    )
-
-
-def _single_thread(_: int) -> None:
-    torch.set_num_threads(1)
+    if num_workers == 0:
+        return DataLoader(stream, batch_size=None, pin_memory=pin_memory)
+    return DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                      multiprocessing_context="spawn", prefetch_factor=prefetch_factor,
+                      worker_init_fn=single_thread)
 
 
 def val_batches(
@@ -103,8 +93,8 @@ def val_batches(
     mine = np.array_split(order, world_size)[rank]
     reader = ShardReader(index, capacity=1)
     for start in range(0, len(mine), batch_size):
-        views = [
+        samples = [
             center_crop(reader.sample(int(s), int(o)), crop)
             for s, o in mine[start : start + batch_size]
         ]
-        yield collate(views)
+        yield collate(samples)

@@ -1,7 +1,7 @@
 """What the trainer needs to know about a sample store, as plain picklable data.
 
 The parent process reads only this metadata (root attributes and commit records); the
-arrays are opened lazily inside each DataLoader worker (see :mod:`train.data.shard_reader`).
+arrays are opened lazily inside each DataLoader worker (see :mod:`train.datasets.shard_reader`).
 """
 
 from __future__ import annotations

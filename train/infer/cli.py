@@ -1,74 +1,24 @@
-"""``dmd3c`` sub-commands for real data: finetune, evaluate, export, complete.
+"""``dmd3c evaluate``, ``export`` and ``complete``: inference commands (registered by
+:mod:`train.cli`).
 
 User errors raise data_schemas.errors.DmdError with a one-line message; ``dmd3c.cli``
-prints ``dmd3c: error: ...`` and exits with status 2.
+prints ``dmd3c: error: ...`` and exits with status 2. Progress bars go to stderr, results
+to stdout.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from data_schemas.errors import ConfigError
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
-def finetune_command(
-    kitti: Annotated[str, typer.Option(
-        "--kitti", help="KITTI root: data_depth_annotated/, data_depth_velodyne/, raw/, "
-                        "val_selection_cropped/ (see docs/reproduce_kitti.md).",
-        show_default=False)] = "",
-    teacher_maps: Annotated[str, typer.Option(
-        "--teacher-maps", help="Teacher maps of the KITTI images written by `dmd3c teach`.",
-        show_default=False)] = "",
-    nyu: Annotated[str, typer.Option(
-        "--nyu", help="Fine-tune on NYUv2 instead: root with train/ and val/ HDF5 files "
-                      "(with loss.ssi=none).", show_default=False)] = "",
-    init: Annotated[str, typer.Option(
-        "--init", help="Stage-1 checkpoint (our last.pt) or a released BP-Net/DMD3C "
-                       "{'net': ...} file to start from.", show_default=False)] = "",
-    out: Annotated[Path, typer.Option(
-        "--out", help="Run directory: config.yaml, last.pt, tb/ (TensorBoard).",
-        show_default=False)] = Path("runs/finetune"),
-    overrides: Annotated[list[str] | None, typer.Argument(
-        metavar="[KEY=VALUE]...",
-        help="Config overrides (OmegaConf dotlist), e.g. engine.steps=100 loss.ssi=rpnl "
-             "data.crop=[256,512]. See --print-config for every key.",
-        show_default=False)] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="YAML merged over the defaults (e.g. configs/finetune.yaml).",
-        show_default=False)] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the run in --out from its last.pt.")] = False,
-    print_config: Annotated[bool, typer.Option(
-        "--print-config", help="Print the resolved config as YAML and exit.")] = False,
-) -> None:
-    """Stage-2 fine-tuning on KITTI: BP-Net's multi-scale GT loss + SSI loss to the teacher
-    (or on NYUv2 with --nyu).
-
-    Runs as one process on CPU or one GPU, or under `torchrun --nproc_per_node=N` (DDP).
-    """
-    from train.engine import to_yaml
-    from train.finetune import finetune, resolve_config
-
-    cfg = resolve_config(kitti, teacher_maps, init, out, config, overrides or [], resume, nyu)
-    if print_config:
-        typer.echo(to_yaml(cfg), nl=False)
-        return
-    if not cfg.kitti and not cfg.nyu:
-        raise ConfigError("--kitti ROOT (or --nyu ROOT) is required")
-    state = finetune(out, cfg, resume=resume)  # TrainingError: one line, exit 2
-    typer.echo(f"dmd3c finetune: {state.step} steps done; checkpoint {out / 'last.pt'}")
-
-
-def _device_option() -> object:
+def _device_option() -> Any:
     return typer.Option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N.")
 
 
@@ -99,15 +49,17 @@ def evaluate_command(
         "--ema/--no-ema", help="Use the checkpoint's EMA weights when it has them.")] = True,
 ) -> None:
     """Score a checkpoint like the KITTI devkit (mm, 1/km) or on NYUv2 (RMSE m, REL, delta)."""
-    from train.evaluate import evaluate_kitti, load_model, parse_crop_option, parse_device
-    from train.kitti.beams import parse_beams
-    from train.kitti.layout import find_frames, parse_split
+    from train.datasets.kitti.beams import parse_beams
+    from train.datasets.kitti.layout import find_frames, parse_split
+    from train.engine.distributed import parse_device
+    from train.infer.evaluate import evaluate_kitti, evaluate_nyu, parse_crop_option
+    from train.infer.predict import load_model
 
     torch_device = parse_device(device)
     beam_list = parse_beams(beams)
     window = parse_crop_option(crop)
     if dataset == "nyu":
-        from train.nyu import evaluate_nyu, find_nyu_files
+        from train.datasets.nyu import find_nyu_files
 
         if nyu is None:
             raise ConfigError("--dataset nyu needs --nyu ROOT")
@@ -120,22 +72,22 @@ def evaluate_command(
         frames = find_frames(kitti, parse_split(split))
         frames = frames[:limit] if limit else frames
         model = load_model(ckpt, torch_device, use_ema)
-        report = evaluate_kitti(model, frames, torch_device, beam_list,
-                                progress=None if as_json else _stderr, crop=window)
+        report = evaluate_kitti(model, frames, torch_device, beam_list, progress=not as_json,
+                                crop=window)
         report["split"] = split
     else:
         raise ConfigError(f"unknown --dataset {dataset!r}; choose one of kitti, nyu")
     _print_report(report, as_json)
 
 
-def _print_report(report: dict[str, object], as_json: bool) -> None:
+def _print_report(report: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     from train.metrics import format_metrics
 
-    groups = report.get("beams") or {"": report.get("metrics")}
-    for beams, metrics in groups.items():  # type: ignore[union-attr]
+    groups: Mapping[str, Mapping[str, float]] = report.get("beams") or {"": report["metrics"]}
+    for beams, metrics in groups.items():
         title = f" ({beams} beams)" if beams else ""
         typer.echo(f"{report['frames']} frames{title}:\n{format_metrics(metrics)}")
 
@@ -156,9 +108,10 @@ def export_command(
         "--ema/--no-ema", help="Use the checkpoint's EMA weights when it has them.")] = True,
 ) -> None:
     """Write KITTI benchmark submission PNGs (metres x 256, server file names) and a zip."""
-    from train.evaluate import load_model, parse_device
-    from train.export import export_frames
-    from train.kitti.layout import find_frames, parse_split
+    from train.datasets.kitti.layout import find_frames, parse_split
+    from train.engine.distributed import parse_device
+    from train.infer.export import export_frames
+    from train.infer.predict import load_model
 
     if parse_split(split) not in ("test", "selval"):
         raise ConfigError(f"export writes the flat benchmark sets; --split must be test or "
@@ -166,7 +119,7 @@ def export_command(
     torch_device = parse_device(device)
     frames = find_frames(kitti, split)
     summary = export_frames(load_model(ckpt, torch_device, use_ema), frames, out, torch_device,
-                            progress=_stderr)
+                            progress=True)
     typer.echo(f"dmd3c export: {summary.pngs} PNGs in {summary.out}; upload {summary.zip_path}")
 
 
@@ -195,8 +148,9 @@ def complete_command(
         "--ema/--no-ema", help="Use the checkpoint's EMA weights when it has them.")] = True,
 ) -> None:
     """Complete depth for your own image + LiDAR: 16-bit PNG, .npy, colourised PNG (+ .ply)."""
-    from train.complete import complete_frame, load_inputs
-    from train.evaluate import load_model, parse_device
+    from train.engine.distributed import parse_device
+    from train.infer.complete import complete_frame, load_inputs
+    from train.infer.predict import load_model
 
     inputs = load_inputs(image, calib, sparse, velodyne, camera)
     torch_device = parse_device(device)
@@ -204,11 +158,3 @@ def complete_command(
                            torch_device, ply, max_depth or None)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the real-data sub-commands to the ``dmd3c`` app."""
-    app.command("finetune")(finetune_command)
-    app.command("evaluate")(evaluate_command)
-    app.command("export")(export_command)
-    app.command("complete")(complete_command)

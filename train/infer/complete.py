@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from data_schemas.errors import InputError
+from data_schemas.geometry import unproject
 from data_schemas.quicklook import colorize_depth, write_png
-from train.evaluate import predict_depth
-from train.kitti.calib import CameraCalib, load_camera_calib, project_lidar
-from train.kitti.io import read_rgb, read_sparse_input, read_velodyne_bin, write_depth_png
-from train.model import BPNet
+from train.datasets.kitti.calib import CameraCalib, load_camera_calib, project_lidar
+from train.datasets.kitti.io import read_rgb, read_sparse_input, read_velodyne_bin, write_depth_png
+from train.infer.predict import predict_depth
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,12 @@ def load_inputs(image: Path, calib: Path, sparse: Path | None = None,
         raise InputError("give exactly one of --sparse (PNG/NPY depth map) or --velodyne (.bin)")
     rgb = read_rgb(image)
     cam: CameraCalib = load_camera_calib(calib, camera)
-    hw = rgb.shape[:2]
+    hw = (int(rgb.shape[0]), int(rgb.shape[1]))
     if velodyne is not None:
         depth = project_lidar(read_velodyne_bin(velodyne), cam, hw)
     else:
-        depth = read_sparse_input(sparse)  # type: ignore[arg-type]
+        assert sparse is not None
+        depth = read_sparse_input(sparse)
         if depth.shape != hw:
             raise InputError(f"sparse depth {sparse} is {depth.shape[1]}x{depth.shape[0]} but "
                              f"the image {image} is {hw[1]}x{hw[0]}")
@@ -56,21 +58,12 @@ def load_inputs(image: Path, calib: Path, sparse: Path | None = None,
     return CompletionInputs(rgb, depth, cam.K.astype(np.float32))
 
 
-def backproject(depth: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Depth [H,W] m -> (camera-frame points [N,3] of pixels with depth > 0, pixel mask)."""
-    valid = depth > 0
-    v, u = np.nonzero(valid)
-    z = depth[v, u].astype(np.float64)
-    x = (u - K[0, 2]) * z / K[0, 0]
-    y = (v - K[1, 2]) * z / K[1, 1]
-    return np.stack([x, y, z], axis=1), valid
-
-
 def write_point_cloud(path: Path, depth: np.ndarray, rgb: np.ndarray, K: np.ndarray) -> None:
     """Coloured point cloud (.ply, camera frame, OpenCV axes) of a dense depth map."""
     import open3d as o3d
 
-    points, valid = backproject(depth, K)
+    valid = depth > 0
+    points = unproject(depth, K)[valid].astype(np.float64)
     cloud = o3d.geometry.PointCloud()
     cloud.points = o3d.utility.Vector3dVector(points)
     cloud.colors = o3d.utility.Vector3dVector(rgb[valid].astype(np.float64) / 255.0)
@@ -78,7 +71,7 @@ def write_point_cloud(path: Path, depth: np.ndarray, rgb: np.ndarray, K: np.ndar
         raise OSError(f"could not write point cloud {path}")
 
 
-def complete_frame(model: BPNet, inputs: CompletionInputs, out: Path, stem: str,
+def complete_frame(model: nn.Module, inputs: CompletionInputs, out: Path, stem: str,
                    device: torch.device, ply: bool = False,
                    max_depth_m: float | None = None) -> dict[str, Path]:
     """Predict and write every output; returns {kind: path}."""

@@ -1,4 +1,4 @@
-"""Inference on whole frames and the KITTI / NYUv2 evaluation behind ``dmd3c evaluate``.
+"""The KITTI / NYUv2 evaluation behind ``dmd3c evaluate`` (and stage-2 validation).
 
 KITTI numbers are the devkit's (``train.metrics``): the prediction is first encoded as the
 benchmark's uint16 PNG (metres x 256) and decoded, so what is scored here is exactly what
@@ -8,110 +8,32 @@ averaged over images; RMSE/MAE in mm, iRMSE/iMAE in 1/km.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
 
-from data_schemas.errors import InputError, InputNotFoundError
-from train.kitti.beams import thin_sparse_to_beams
-from train.kitti.calib import raw_camera_calib
-from train.kitti.dataset import KittiSample, bottom_center_crop, load_sample
-from train.kitti.io import DEPTH_SCALE, encode_depth_png
-from train.kitti.layout import KittiFrame
-from train.metrics import KittiMetrics, kitti_metrics, mean_kitti_metrics
-from train.model import BPNet, load_checkpoint, normalize_rgb
-from train.model.inputs import SIZE_MULTIPLE
-
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-
-
-def parse_device(device: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu" or device.startswith("cuda"):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {device!r} requested but CUDA is not available")
-        return torch.device(device)
-    raise InputError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)} or cuda:N")
-
-
-def checkpoint_keys(path: str | os.PathLike[str]) -> list[str]:
-    """Top-level entries of a checkpoint file (memory-mapped, weights not read)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"checkpoint not found: {path}")
-    try:
-        try:
-            payload = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
-        except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
-            payload = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # torch raises several types for foreign files
-        raise InputError(f"{path}: not a PyTorch checkpoint ({str(err).splitlines()[0][:80]})"
-                         ) from None
-    if not isinstance(payload, dict):
-        raise InputError(f"{path}: expected a dict checkpoint, got {type(payload).__name__}")
-    return [str(k) for k in payload]
-
-
-def load_model(ckpt: str | os.PathLike[str], device: torch.device,
-               prefer_ema: bool = True) -> BPNet:
-    """BP-Net with the weights of ``ckpt`` (official ``{'net': ...}`` or ours; our EMA
-    weights when present and ``prefer_ema``), in eval mode on ``device``."""
-    path = Path(ckpt)
-    key = "ema" if prefer_ema and "ema" in checkpoint_keys(path) else "net"
-    model = load_checkpoint(path, key=key).model
-    assert isinstance(model, BPNet)
-    return model.to(device).eval()
-
-
-@dataclass(frozen=True)
-class Padding:
-    """Rows added on top, columns added left/right to reach multiples of 32."""
-
-    top: int
-    left: int
-    right: int
-
-    @staticmethod
-    def for_size(h: int, w: int, multiple: int = SIZE_MULTIPLE) -> Padding:
-        extra_w = -w % multiple
-        return Padding(-h % multiple, extra_w // 2, extra_w - extra_w // 2)
-
-
-def predict_depth(model: BPNet, rgb: np.ndarray, sparse: np.ndarray, K: np.ndarray,
-                  device: torch.device, amp: bool = False) -> np.ndarray:
-    """One frame of any size -> dense depth float32 [H,W] m.
-
-    rgb uint8 [H,W,3], sparse float [H,W] m (0 = none), K [3,3]. The frame is zero-padded
-    (top rows, left/right columns; K shifted accordingly) to multiples of 32 and the
-    prediction cropped back.
-    """
-    if not (sparse > 0).any():
-        raise InputError("sparse input is empty: no LiDAR point with depth > 0")
-    h, w = sparse.shape
-    pad = Padding.for_size(h, w)
-    rgb_t = normalize_rgb(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None])
-    sparse_t = torch.from_numpy(np.ascontiguousarray(sparse, dtype=np.float32))[None, None]
-    sides = (pad.left, pad.right, pad.top, 0)
-    K_t = torch.tensor(K, dtype=torch.float32)[None].clone()
-    K_t[0, 0, 2] += pad.left
-    K_t[0, 1, 2] += pad.top
-    with torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-        out = model(F.pad(rgb_t, sides).to(device), F.pad(sparse_t, sides).to(device),
-                    K_t.to(device))[-1]
-    depth = out[0, 0, pad.top:, pad.left:pad.left + w].float().cpu().numpy()
-    return np.clip(depth, 0.0, None).astype(np.float32)
-
-
-def as_submitted(depth: np.ndarray) -> np.ndarray:
-    """The depth the benchmark reads back from our uint16 PNG (metres x 256, rounded)."""
-    return encode_depth_png(depth).astype(np.float32) / DEPTH_SCALE
+from data_schemas.errors import InputError
+from train.datasets.augment import bottom_center_crop
+from train.datasets.kitti.beams import thin_sparse_to_beams
+from train.datasets.kitti.calib import raw_camera_calib
+from train.datasets.kitti.dataset import load_sample
+from train.datasets.kitti.io import as_submitted
+from train.datasets.kitti.layout import KittiFrame
+from train.datasets.nyu import load_nyu_sample
+from train.datasets.sample import Sample
+from train.infer.predict import predict_depth
+from train.metrics import (
+    KittiMetrics,
+    NyuMetrics,
+    kitti_metrics,
+    mean_kitti_metrics,
+    mean_nyu_metrics,
+    nyu_metrics,
+)
 
 
 def _lidar_pose(frame: KittiFrame) -> np.ndarray | None:
@@ -122,8 +44,9 @@ def _lidar_pose(frame: KittiFrame) -> np.ndarray | None:
     return raw_camera_calib(date_dir, int(frame.image.parents[1].name[-1])).T_cam_from_lidar
 
 
-def sparse_for_beams(sample: KittiSample, frame: KittiFrame, beams: int | None) -> np.ndarray:
-    """The frame's LiDAR input, thinned to ``beams`` rings when given (see train.kitti.beams)."""
+def sparse_for_beams(sample: Sample, frame: KittiFrame, beams: int | None) -> np.ndarray:
+    """The frame's LiDAR input, thinned to ``beams`` rings when given (see
+    train.datasets.kitti.beams)."""
     if beams is None or beams == 64:
         return sample.sparse
     return thin_sparse_to_beams(sample.sparse, sample.K, beams, _lidar_pose(frame))
@@ -142,33 +65,43 @@ def parse_crop_option(text: str) -> tuple[int, int] | None:
     return h, w
 
 
-def evaluate_kitti(model: BPNet, frames: Sequence[KittiFrame], device: torch.device,
-                   beams: Sequence[int] = (), amp: bool = False,
-                   progress: Callable[[str], None] | None = None,
+def frame_metrics(model: nn.Module, sample: Sample, device: torch.device,
+                  sparse: np.ndarray | None = None, amp: bool = False) -> KittiMetrics:
+    """Devkit metrics of one frame (its ``sparse`` input replaced when given), scored on the
+    depth the benchmark would read back from our PNG."""
+    pred = predict_depth(model, sample.rgb, sample.sparse if sparse is None else sparse,
+                         sample.K, device, amp)
+    return kitti_metrics(as_submitted(pred), sample.target)
+
+
+def load_eval_sample(frame: KittiFrame, crop: tuple[int, int] | None = None) -> Sample:
+    """A frame with ground truth, or only its bottom-centre ``crop`` window when given."""
+    sample = load_sample(frame)
+    return bottom_center_crop(sample, crop) if crop is not None else sample
+
+
+def evaluate_kitti(model: nn.Module, frames: Sequence[KittiFrame], device: torch.device,
+                   beams: Sequence[int] = (), amp: bool = False, progress: bool = False,
                    crop: tuple[int, int] | None = None) -> dict[str, object]:
     """Devkit metrics over ``frames`` (with GT): {"frames", "metrics"} or per beam count.
 
     ``crop`` scores only the bottom-centre (h, w) window of each frame (quick checks; the
-    benchmark scores whole frames).
+    benchmark scores whole frames). ``progress`` shows a tqdm bar on stderr.
     """
     settings: list[int | None] = list(beams) or [None]
     per_image: dict[int | None, list[KittiMetrics]] = {b: [] for b in settings}
-    for i, frame in enumerate(frames):
+    for frame in tqdm(frames, desc="evaluate", unit="frame", disable=not progress):
         if frame.gt is None:
             raise InputError(f"frame {frame.name} has no ground truth (the test split cannot "
                              f"be evaluated; use dmd3c export)")
-        sample = load_sample(frame)
-        if crop is not None:
-            sample = bottom_center_crop(sample, *crop)
+        sample = load_eval_sample(frame, crop)
         for b in settings:
-            sparse = sparse_for_beams(sample, frame, b)
             try:
-                pred = predict_depth(model, sample.rgb, sparse, sample.K, device, amp)
-            except ValueError as err:
+                metrics = frame_metrics(model, sample, device, sparse_for_beams(sample, frame, b),
+                                        amp)
+            except InputError as err:
                 raise InputError(f"frame {frame.name}: {err}") from None
-            per_image[b].append(kitti_metrics(as_submitted(pred), sample.gt))
-        if progress is not None:
-            progress(f"{i + 1}/{len(frames)} {frame.name}")
+            per_image[b].append(metrics)
     report: dict[str, object] = {"frames": len(frames), "crop": list(crop) if crop else None}
     if beams:
         report["beams"] = {str(b): mean_kitti_metrics(per_image[b]).leaderboard()
@@ -176,3 +109,22 @@ def evaluate_kitti(model: BPNet, frames: Sequence[KittiFrame], device: torch.dev
     else:
         report["metrics"] = mean_kitti_metrics(per_image[None]).leaderboard()
     return report
+
+
+def nyu_file_metrics(model: nn.Module, files: Sequence[Path], device: torch.device,
+                     seed: int = 0) -> list[NyuMetrics]:
+    """NYUv2 metrics of each file's evaluation sample (sparse points fixed per file)."""
+    per_image = []
+    for path in files:
+        sample = load_nyu_sample(path, seed)
+        pred = predict_depth(model, sample.rgb, sample.sparse, sample.K, device)
+        per_image.append(nyu_metrics(pred, sample.target))
+    return per_image
+
+
+def evaluate_nyu(model: nn.Module, files: Sequence[Path], device: torch.device,
+                 seed: int = 0) -> dict[str, object]:
+    """NYUv2 metrics (RMSE m, REL, delta) averaged over files: {"frames", "metrics"}."""
+    per_image = nyu_file_metrics(model, files, device, seed)
+    mean = mean_nyu_metrics(per_image)
+    return {"frames": len(per_image), "dataset": "nyu", "metrics": vars(mean).copy()}

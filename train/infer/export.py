@@ -9,50 +9,52 @@ zipped flat (no folder inside the archive) into ``OUT/<zip_name>`` for upload.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+from tqdm import tqdm
 
 from data_schemas.errors import InputError
-from train.evaluate import predict_depth
-from train.kitti.dataset import load_sample
-from train.kitti.io import write_depth_png
-from train.kitti.layout import KittiFrame
-from train.model import BPNet
+from train.datasets.kitti.dataset import load_sample
+from train.datasets.kitti.io import write_depth_png
+from train.datasets.kitti.layout import KittiFrame
+from train.infer.predict import predict_depth
 
 DEFAULT_ZIP = "kitti_depth_completion_submission.zip"
 
 
 @dataclass(frozen=True)
 class ExportSummary:
+    """Where the PNGs went, how many, and the zip to upload."""
+
     out: Path
     pngs: int
     zip_path: Path
 
 
-def export_frames(model: BPNet, frames: Sequence[KittiFrame], out: Path, device: torch.device,
-                  zip_name: str = DEFAULT_ZIP, amp: bool = False,
-                  progress: Callable[[str], None] | None = None) -> ExportSummary:
-    """Predict every frame, write the benchmark PNGs into ``out`` and zip them."""
+def export_frames(model: nn.Module, frames: Sequence[KittiFrame], out: Path,
+                  device: torch.device, zip_name: str = DEFAULT_ZIP, amp: bool = False,
+                  progress: bool = False) -> ExportSummary:
+    """Predict every frame, write the benchmark PNGs into ``out`` and zip them (``progress``:
+    a tqdm bar on stderr)."""
     names = [frame.image.name for frame in frames]
     if len(set(names)) != len(names):
         raise InputError("frames of this split share image file names; export the test or "
                          "selval split (flat folders)")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, frame in enumerate(frames):
+    for frame in tqdm(frames, desc="export", unit="frame", disable=not progress):
         sample = load_sample(frame)
         try:
             depth = predict_depth(model, sample.rgb, sample.sparse, sample.K, device, amp)
-        except ValueError as err:
+        except InputError as err:
             raise InputError(f"frame {frame.name}: {err}") from None
         path = out / frame.image.name
         write_depth_png(path, depth)
         written.append(path)
-        if progress is not None:
-            progress(f"{i + 1}/{len(frames)} {path.name}")
     zip_path = out / zip_name
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in written:

@@ -1,14 +1,14 @@
-"""Stage-1 distillation losses: pure functions of (pred, target, valid_mask).
+"""Per-pixel depth losses: pure functions of (pred, target, valid_mask).
 
 All maps are ``[B, 1, H, W]`` depth in metres; ``valid`` is a bool mask of the same shape
-(teacher depth > 0: not sky). Means are over valid pixels of the whole batch and are
-computed in float32 whatever the autocast dtype of the predictions.
+(e.g. teacher depth > 0: not sky; or GT > 0). Means are over valid pixels of the whole
+batch and are computed in float32 whatever the autocast dtype of the predictions.
+:func:`multiscale_loss` sums them over BP-Net's six outputs (both stages use it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -63,7 +63,8 @@ def multiscale_loss(
 ) -> tuple[Tensor, list[Tensor]]:
     """(sum_i weights[i] * loss(preds[i]), unweighted per-scale losses)."""
     if len(preds) != len(weights):
-        raise ConfigError(f"{len(preds)} predictions but {len(weights)} scale weights")
+        raise ConfigError(f"loss.scale_weights has {len(weights)} weights but the model returns "
+                          f"{len(preds)} predictions")
     terms = [pixel_loss(p, target, valid, kind) for p in preds]
     total = sum((w * t for w, t in zip(weights, terms, strict=True)), torch.zeros(()))
     return total.to(terms[0].device) if terms else total, terms
@@ -72,36 +73,3 @@ def multiscale_loss(
 def sparse_consistency(pred: Tensor, sparse: Tensor) -> Tensor:
     """L1 between the prediction and the input LiDAR where it has returns."""
     return masked_l1(pred, sparse, sparse > 0)
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Stage-1 loss: multi-scale ``kind`` loss to the teacher depth (+ sparse consistency)."""
-
-    kind: str = "l1"
-    """Pixel loss: "l1" (the paper's), "l2" (BP-Net's MSE) or "l1+l2"."""
-    scale_weights: tuple[float, ...] = SCALE_WEIGHTS
-    """Weights of BP-Net's six outputs, coarsest first."""
-    sparse_weight: float = 0.0
-    """Weight of the L1 between the final prediction and the sparse input (0 = off)."""
-
-
-@dataclass(frozen=True)
-class LossTerms:
-    total: Tensor
-    scalars: dict[str, Tensor]
-
-
-def distillation_loss(
-    preds: Sequence[Tensor], target: Tensor, sparse: Tensor, cfg: LossConfig
-) -> LossTerms:
-    """Stage-1 loss of BP-Net's outputs against the teacher depth ``target``."""
-    valid = valid_mask(target)
-    total, terms = multiscale_loss(preds, target, valid, cfg.scale_weights, cfg.kind)
-    scalars = {f"scale{i}": t.detach() for i, t in enumerate(terms)}
-    if cfg.sparse_weight > 0:
-        consistency = sparse_consistency(preds[-1], sparse)
-        total = total + cfg.sparse_weight * consistency
-        scalars["sparse_consistency"] = consistency.detach()
-    scalars["total"] = total.detach()
-    return LossTerms(total, scalars)

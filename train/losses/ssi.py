@@ -213,9 +213,9 @@ def rpnl_ssi_loss(
     pred, target, mask = _prepare(pred_depth, teacher, valid_mask, space)
     losses: list[torch.Tensor] = []
     for b in range(pred.shape[0]):
-        for top, left, h, w in random_crops(
-            *pred.shape[-2:], num_crops, min_frac, max_frac, generator
-        ):
+        height, width = pred.shape[-2:]
+        for top, left, h, w in random_crops(height, width, num_crops, min_frac, max_frac,
+                                            generator):
             window = (b, slice(top, top + h), slice(left, left + w))
             m = mask[window].reshape(1, -1)
             if m.sum() < MIN_VALID_PIXELS:

@@ -1,23 +1,27 @@
 """Stage-1 recipe: distil the teacher's dense depth into BP-Net on a Zarr sample store.
 
 ``dmd3c pretrain --store STORE --out RUN_DIR [--config FILE] [key=value ...]`` resolves a
-:class:`PretrainConfig` (defaults = the DMD3C paper recipe, see ``configs/pretrain.yaml``),
-writes it to ``RUN_DIR/config.yaml`` and trains with :mod:`train.engine`.
+:class:`~train.stage1.config.PretrainConfig` (defaults = the DMD3C paper recipe, see
+``configs/pretrain.yaml``), writes it to ``RUN_DIR/config.yaml`` and trains with
+:mod:`train.engine`. The data is the store stream of :mod:`train.datasets.store`; the loss
+is BP-Net's multi-scale loss to the teacher depth (:mod:`train.losses.pixel`):
+
+    loss = sum_i w_i * kind(pred_i, teacher depth, teacher depth > 0)
+         + sparse_weight * L1(pred_final, sparse input, sparse > 0)
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from data_schemas.errors import ConfigError
-from train.data import (
-    AugmentConfig,
+from train.datasets import (
     Batch,
     StoreIndex,
     StoreStream,
@@ -27,64 +31,15 @@ from train.data import (
     train_loader,
     val_batches,
 )
-from train.engine import (
-    DistContext,
-    EngineConfig,
-    OptimConfig,
-    Recipe,
-    RunState,
-    ScheduleConfig,
-    load_run_config,
-    run_recipe,
-)
+from train.datasets.panel import batch_panel
+from train.engine import DistContext, LossTerms, Recipe, RunState, load_run_config, run_recipe
 from train.engine.distributed import all_sum
-from train.losses import LossConfig, LossTerms, distillation_loss
+from train.engine.recipe import LossFn, ValidateFn
+from train.losses.pixel import multiscale_loss, sparse_consistency, valid_mask
 from train.model import BPNet, load_checkpoint
+from train.stage1.config import LossConfig, ModelConfig, PretrainConfig
 
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Reading and augmenting the store."""
-
-    crop: tuple[int, int] | None = None
-    """Training crop [h, w], multiples of 32; null = 256x1216 clipped to the canvas."""
-    val_shards: int = 1
-    """The last N committed shards are held out for validation (0 = no validation)."""
-    val_max_samples: int = 256
-    """Validate on at most this many held-out samples (0 = all)."""
-    shuffle_shards: int = 4
-    """Shuffle buffer: samples are mixed across this many consecutive (shuffled) shards;
-    each DataLoader worker keeps this many decoded shards in memory."""
-    num_workers: int = 4
-    """DataLoader worker processes per rank (spawned; 0 = read in the training process).
-    Part of the data order: keep it when resuming for an exact continuation."""
-    prefetch_factor: int = 2
-    """Batches each worker prepares ahead."""
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """BP-Net construction."""
-
-    drop_path: float = 0.1
-    """Stochastic depth rate of BP-Net's blocks."""
-    init: str = ""
-    """Optional checkpoint (released BP-Net/DMD3C or ours) to start from; '' = from scratch."""
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Stage-1 distillation pre-training (defaults: DMD3C's recipe)."""
-
-    store: str = ""
-    """Sample store URL (set by --store)."""
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
+logger = logging.getLogger(__name__)
 
 
 def resolve_config(store: str, run_dir: Path, config_file: Path | None,
@@ -93,18 +48,33 @@ def resolve_config(store: str, run_dir: Path, config_file: Path | None,
     cfg = load_run_config(PretrainConfig, run_dir, config_file, overrides, resume)
     if resume and cfg.store and StoreIndex.open(store).url != StoreIndex.open(cfg.store).url:
         raise ConfigError(f"{run_dir} was trained on {cfg.store}, not {store}: resume with the "
-                         f"same --store")
+                          f"same --store")
     return replace(cfg, store=store)
 
 
-def _loss_fn(cfg: LossConfig):
+def distillation_loss(
+    preds: Sequence[Tensor], target: Tensor, sparse: Tensor, cfg: LossConfig
+) -> LossTerms:
+    """Stage-1 loss of BP-Net's outputs against the teacher depth ``target``."""
+    valid = valid_mask(target)
+    total, terms = multiscale_loss(preds, target, valid, cfg.scale_weights, cfg.kind)
+    scalars = {f"scale{i}": t.detach() for i, t in enumerate(terms)}
+    if cfg.sparse_weight > 0:
+        consistency = sparse_consistency(preds[-1], sparse)
+        total = total + cfg.sparse_weight * consistency
+        scalars["sparse_consistency"] = consistency.detach()
+    scalars["total"] = total.detach()
+    return LossTerms(total, scalars)
+
+
+def _loss_fn(cfg: LossConfig) -> LossFn[Batch]:
     def loss_fn(model: nn.Module, batch: Batch) -> tuple[LossTerms, Tensor]:
         preds = model(batch.rgb, batch.sparse, batch.K)
         return distillation_loss(preds, batch.target, batch.sparse, cfg), preds[-1]
     return loss_fn
 
 
-def _model_factory(cfg: ModelConfig):
+def _model_factory(cfg: ModelConfig) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         model = BPNet(drop_path=cfg.drop_path)
         if cfg.init:
@@ -113,7 +83,8 @@ def _model_factory(cfg: ModelConfig):
     return build
 
 
-def _validator(index: StoreIndex, crop: tuple[int, int], batch_size: int, max_samples: int):
+def _validator(index: StoreIndex, crop: tuple[int, int], batch_size: int,
+               max_samples: int) -> ValidateFn:
     def validate(model: nn.Module, ctx: DistContext) -> dict[str, float]:
         sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)
         for batch in val_batches(index, crop, batch_size, ctx.rank, ctx.world_size,
@@ -140,7 +111,7 @@ def per_image_errors(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def build_recipe(cfg: PretrainConfig, index: StoreIndex, ctx: DistContext,
-                 build_model: Callable[[], nn.Module] | None = None) -> Recipe:
+                 build_model: Callable[[], nn.Module] | None = None) -> Recipe[Batch]:
     """The stage-1 recipe for the engine: BP-Net (or ``build_model``, e.g. a test network
     with BP-Net's interface), the store stream, the loss, validation."""
     crop = parse_crop(cfg.data.crop, (index.height, index.width))
@@ -151,7 +122,7 @@ def build_recipe(cfg: PretrainConfig, index: StoreIndex, ctx: DistContext,
                       max(1, cfg.data.num_workers))
     stream_cfg = StreamConfig(crop, cfg.data.augment, cfg.engine.seed)
 
-    def make_batches(start: int) -> torch.utils.data.DataLoader:
+    def make_batches(start: int) -> torch.utils.data.DataLoader[Batch]:
         stream = StoreStream(train_index, plan, stream_cfg, start)
         return train_loader(stream, cfg.data.num_workers, ctx.device.type == "cuda",
                             cfg.data.prefetch_factor)
@@ -163,7 +134,7 @@ def build_recipe(cfg: PretrainConfig, index: StoreIndex, ctx: DistContext,
             f"{crop[1]}]")
     _describe(ctx, index, train_index, val_index, crop, plan)
     return Recipe(build_model or _model_factory(cfg.model), _loss_fn(cfg.loss), make_batches,
-                  validate, hint)
+                  validate, hint, batch_panel)
 
 
 def _describe(ctx: DistContext, index: StoreIndex, train_index: StoreIndex,
@@ -172,10 +143,10 @@ def _describe(ctx: DistContext, index: StoreIndex, train_index: StoreIndex,
         return
     val = f"{val_index.num_samples} samples in {len(val_index.shards)} shards" if val_index \
         else "none (single shard or data.val_shards=0)"
-    print(f"dmd3c pretrain: store {index.url} ({index.height}x{index.width}); train "
-          f"{train_index.num_samples} samples in {len(train_index.shards)} shards; validation "
-          f"{val}; crop {crop[0]}x{crop[1]}; {ctx.world_size} rank(s) x {plan.batch_size} "
-          f"samples on {ctx.device}; {plan.batches_per_epoch} steps per epoch", file=sys.stderr)
+    logger.info("store %s (%dx%d); train %d samples in %d shards; validation %s; crop %dx%d; "
+                "%d rank(s) x %d samples on %s; %d steps per epoch", index.url, index.height,
+                index.width, train_index.num_samples, len(train_index.shards), val, crop[0],
+                crop[1], ctx.world_size, plan.batch_size, ctx.device, plan.batches_per_epoch)
 
 
 def pretrain(store: str, run_dir: Path, cfg: PretrainConfig, resume: bool = False,

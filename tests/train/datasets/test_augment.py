@@ -1,42 +1,53 @@
-"""Crops and flips keep rgb, sparse, target and K one consistent camera; jitter is rgb-only."""
+"""Crops and flips keep rgb, every depth map and K one consistent camera; jitter is rgb-only."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from train.data.augment import (
+from data_schemas.errors import ConfigError
+from train.datasets.augment import (
     AugmentConfig,
-    SampleView,
     augment,
+    bottom_center_crop,
     center_crop,
     hflip,
     parse_crop,
     pca_jitter,
-    sample_rng,
+    random_crop,
 )
-from train.data.synthetic import plane_depth
+from train.datasets.sample import Sample
+from train.datasets.sampling import sample_rng
+from train.datasets.synthetic import plane_depth
 
 H, W = 48, 96
 K0 = np.array([[70.0, 0.0, 30.5], [0.0, 70.0, 20.0], [0.0, 0.0, 1.0]], np.float32)
 NORMAL = np.array([0.35, -1.0, -0.1])  # tilted left-right: the depth map is asymmetric in u
 
 
-def scene() -> SampleView:
-    """rgb encodes the source pixel (u in R, v in G); target is the plane's depth."""
+def scene(with_teacher: bool = True) -> Sample:
+    """rgb encodes the source pixel (u in R, v in G); target is the plane's depth, teacher
+    its disparity (as a relative teacher would give)."""
     v, u = np.mgrid[0:H, 0:W]
     rgb = np.stack([u, v, np.full_like(u, 7)], axis=-1).astype(np.uint8)
     target = plane_depth(K0, NORMAL, -1.6, (H, W))
     sparse = np.where((u % 5 == 0) & (v % 3 == 0), target, 0.0).astype(np.float32)
-    return SampleView(rgb, sparse, target, K0.copy(), "scene/0001.png")
+    teacher = np.where(target > 0, 1.0 / np.maximum(target, 1e-3), 0.0).astype(np.float32)
+    return Sample(rgb, sparse, target, K0.copy(), "scene/0001.png",
+                  teacher if with_teacher else None)
 
 
-def check_consistent(out: SampleView, source: SampleView) -> None:
+def check_consistent(out: Sample, source: Sample) -> None:
     u0 = out.rgb[..., 0].astype(int)
     v0 = out.rgb[..., 1].astype(int)
     flipped = u0[0, 0] > u0[0, -1]
     np.testing.assert_array_equal(out.target, source.target[v0, u0])
     np.testing.assert_array_equal(out.sparse, source.sparse[v0, u0])
+    if source.teacher is None:
+        assert out.teacher is None
+    else:
+        assert out.teacher is not None
+        np.testing.assert_array_equal(out.teacher, source.teacher[v0, u0])
     normal = NORMAL * np.array([-1.0, 1.0, 1.0]) if flipped else NORMAL
     np.testing.assert_allclose(out.target, plane_depth(out.K, normal, -1.6, out.hw), rtol=1e-4)
 
@@ -68,6 +79,36 @@ def test_both_flip_outcomes_occur() -> None:
         out, _ = augment(source, (32, 64), AugmentConfig(), sample_rng(seed, 0, source.key))
         flips.add(bool(out.rgb[0, 0, 0] > out.rgb[0, -1, 0]))
     assert flips == {True, False}
+
+
+@pytest.mark.parametrize("top_min", [0, 10])
+def test_random_crop_top_offset_range(top_min: int) -> None:
+    source = scene()
+    tops = set()
+    for seed in range(64):
+        out = random_crop(source, (32, 64), sample_rng(seed, 0, source.key), top_min)
+        tops.add(round(float(K0[1, 2] - out.K[1, 2])))
+        check_consistent(out, source)
+    assert tops == set(range(min(top_min, H - 32), H - 32 + 1))
+
+
+def test_crops_without_teacher_keep_none() -> None:
+    check_consistent(hflip(center_crop(scene(with_teacher=False), (32, 64))),
+                     scene(with_teacher=False))
+
+
+def test_bottom_center_crop_takes_the_bottom_rows() -> None:
+    out = bottom_center_crop(scene(), (32, 64))
+    assert out.K[1, 2] == pytest.approx(K0[1, 2] - (H - 32))
+    assert out.K[0, 2] == pytest.approx(K0[0, 2] - 16)
+    assert int(out.rgb[-1, 0, 1]) == H - 1
+    check_consistent(out, scene())
+
+
+def test_crop_outside_the_sample_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"crop 64x64 at \(-8, 16\) does not fit sample "
+                                          r"scene/0001.png of 48x96"):
+        center_crop(scene(), (64, 64))
 
 
 def test_center_crop_shifts_the_principal_point() -> None:

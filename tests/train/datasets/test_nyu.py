@@ -8,50 +8,36 @@ import numpy as np
 import pytest
 import torch
 
-from train.metrics import nyu_metrics
-from train.nyu import (
+from tests.train.datasets.nyu_fixtures import nyu_tree
+from train.datasets.nyu import (
     CROP_HW,
     NUM_SPARSE,
+    PADDED_HW,
     NyuDataset,
-    evaluate_nyu,
     find_nyu_files,
     load_nyu_sample,
+    pad_collate,
     resize_and_crop,
 )
+from train.datasets.sample import collate_items
+from train.datasets.sampling import SampleRef
 
 h5py = pytest.importorskip("h5py", reason="h5py is needed to read NYUv2 HDF5 files")
 
 
-def _write_h5(path: Path, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    depth = rng.uniform(0.5, 9.0, (480, 640)).astype(np.float32)
-    depth[:20] = 0.0  # Kinect holes
-    with h5py.File(path, "w") as f:
-        f["rgb"] = rng.integers(0, 255, (3, 480, 640), dtype=np.uint8)
-        f["depth"] = depth
-
-
 @pytest.fixture()
 def nyu_root(tmp_path: Path) -> Path:
-    _write_h5(tmp_path / "nyu" / "train" / "scene_a" / "00001.h5", 1)
-    _write_h5(tmp_path / "nyu" / "val" / "official" / "00001.h5", 2)
-    _write_h5(tmp_path / "nyu" / "val" / "official" / "00002.h5", 3)
-    return tmp_path / "nyu"
-
-
-class StubNet(torch.nn.Module):
-    def forward(self, rgb: torch.Tensor, sparse: torch.Tensor, K: torch.Tensor) -> list:
-        return [torch.full_like(sparse, 4.0)] * 6
+    return nyu_tree(tmp_path / "nyu")
 
 
 def test_sample_is_resized_cropped_with_500_points(nyu_root: Path) -> None:
     files = find_nyu_files(nyu_root, "val")
     assert [f.name for f in files] == ["00001.h5", "00002.h5"]
     sample = load_nyu_sample(files[0])
-    assert sample.rgb.shape == (*CROP_HW, 3) and sample.gt.shape == CROP_HW
+    assert sample.rgb.shape == (*CROP_HW, 3) and sample.target.shape == CROP_HW
+    assert sample.key == "official/00001" and sample.teacher is None
     assert (sample.sparse > 0).sum() == NUM_SPARSE
-    assert np.all(sample.sparse[sample.sparse > 0] == sample.gt[sample.sparse > 0])
+    assert np.all(sample.sparse[sample.sparse > 0] == sample.target[sample.sparse > 0])
     np.testing.assert_allclose(sample.K[0, 2], 325.58244941119034 / 2 - 8, rtol=1e-6)
     np.testing.assert_allclose(sample.K[1, 2], 253.73616633400465 / 2 - 6, rtol=1e-6)
     np.testing.assert_allclose(sample.K[0, 0], 518.8579 / 2, rtol=1e-6)
@@ -68,27 +54,30 @@ def test_crop_keeps_the_centre_pixel_geometry() -> None:
     assert abs(ys.mean() - (120 - 6)) < 1 and abs(xs.mean() - (160 - 8)) < 1
 
 
-def test_dataset_tensors_and_flip(nyu_root: Path) -> None:
+def test_dataset_batches_padding_and_flip(nyu_root: Path) -> None:
     files = find_nyu_files(nyu_root, "train")
-    raw = NyuDataset(files, train=False, pad_to=None)[0]
-    assert raw["rgb"].shape == (3, *CROP_HW)
-    assert raw["sparse"].shape == (1, *CROP_HW) and raw["gt"].shape == (1, *CROP_HW)
-    item = NyuDataset(files, train=False)[0]  # padded like BP-Net: 14 rows, 8 columns
-    assert item["rgb"].shape == (3, 256, 320) and item["gt"].shape == (1, 256, 320)
-    torch.testing.assert_close(item["gt"][:, 14:-14, 8:-8], raw["gt"])
-    torch.testing.assert_close(item["K"][:2, 2], raw["K"][:2, 2] + torch.tensor([8.0, 14.0]))
-    ds = NyuDataset(files, train=True, pad_to=None)
-    flips = {bool(torch.equal(ds[0]["gt"], raw["gt"].flip(-1))) for ds.epoch in range(8)}
+    items = [NyuDataset(files, train=False)[SampleRef(0, 0, 0)]]
+    raw = collate_items(items)
+    assert raw.rgb.shape == (1, 3, *CROP_HW)
+    assert raw.sparse.shape == (1, 1, *CROP_HW) and raw.target.shape == (1, 1, *CROP_HW)
+    padded = pad_collate(items)  # like BP-Net: 14 rows, 8 columns on each side
+    assert PADDED_HW == (256, 320)
+    assert padded.rgb.shape == (1, 3, 256, 320) and padded.target.shape == (1, 1, 256, 320)
+    torch.testing.assert_close(padded.target[..., 14:-14, 8:-8], raw.target)
+    torch.testing.assert_close(padded.rgb[..., 14:-14, 8:-8], raw.rgb)
+    torch.testing.assert_close(padded.K[0, :2, 2], raw.K[0, :2, 2] + torch.tensor([8.0, 14.0]))
+    ds = NyuDataset(files, train=True)
+    unflipped = items[0].sample.target
+    flips = set()
+    for epoch in range(8):
+        target = ds.sample(0, epoch).target
+        flipped = bool(np.array_equal(target, unflipped[:, ::-1]))
+        assert flipped or np.array_equal(target, unflipped)
+        flips.add(flipped)
     assert flips == {True, False}
-
-
-def test_evaluate_nyu_averages_per_image_metrics(nyu_root: Path) -> None:
-    files = find_nyu_files(nyu_root, "val")
-    report = evaluate_nyu(StubNet(), files, torch.device("cpu"))
-    expected = np.mean([nyu_metrics(np.full(CROP_HW, 4.0), load_nyu_sample(f).gt).rmse
-                        for f in files])
-    assert report["frames"] == 2
-    assert report["metrics"]["rmse"] == pytest.approx(expected, rel=1e-5)  # type: ignore[index]
+    sparse = {tuple(np.flatnonzero(ds.sample(0, e).sparse)[:5]) for e in range(3)}
+    assert len(sparse) == 3  # fresh points every epoch
+    np.testing.assert_array_equal(ds.sample(0, 5).sparse, ds.sample(0, 5).sparse)
 
 
 def test_missing_folders(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Shard-aware order, DDP shares and the per-worker batch plan."""
+"""Shard-aware order, DDP shares, the per-worker batch plan, the map-style batch sampler and
+the per-sample RNG."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from train.data.sampling import StreamPlan, epoch_order, rank_share
+from train.datasets.sampling import (
+    PlanBatchSampler,
+    SampleRef,
+    StreamPlan,
+    epoch_order,
+    rank_share,
+    sample_rng,
+)
 
 SHARDS = (0, 1, 2, 4, 5)
 COUNTS = (8, 8, 8, 8, 5)  # the last shard is partial
@@ -98,3 +106,38 @@ def test_locate() -> None:
     plan = StreamPlan((0,), (10,), batch_size=3)
     assert plan.batches_per_epoch == 3
     assert plan.locate(7) == (2, 1)
+
+
+def _batches(start: int, n: int, rank: int = 0, world: int = 1,
+             batch: int = 2) -> list[list[SampleRef]]:
+    plan = StreamPlan.for_items(10, batch, seed=0, rank=rank, world_size=world)
+    it = iter(PlanBatchSampler(plan, start))
+    return [next(it) for _ in range(n)]
+
+
+def test_plan_batch_sampler_is_deterministic_and_resumable() -> None:
+    run = _batches(0, 12)
+    assert _batches(7, 5) == run[7:12]  # resume from batch 7 continues the same stream
+    assert [b[0].batch for b in run] == list(range(12))
+    assert [b[0].epoch for b in run] == [0] * 5 + [1] * 5 + [2] * 2
+    epoch0 = [r.index for batch in run[:5] for r in batch]
+    epoch1 = [r.index for batch in run[5:10] for r in batch]
+    assert sorted(epoch0) == sorted(epoch1) == list(range(10))  # an epoch = a permutation
+    assert epoch0 != epoch1
+    with pytest.raises(ValueError, match="fewer than the per-rank batch size"):
+        StreamPlan.for_items(1, 2)
+
+
+def test_plan_batch_sampler_splits_epochs_over_ranks() -> None:
+    shares = [[r.index for b in _batches(0, 5, rank, 2, batch=1) for r in b]
+              for rank in range(2)]
+    assert not set(shares[0]) & set(shares[1])
+    assert sorted(shares[0] + shares[1]) == list(range(10))
+
+
+def test_sample_rng_is_a_function_of_seed_epoch_and_key() -> None:
+    draw = sample_rng(3, 1, "a/0001.png").random(4)
+    np.testing.assert_array_equal(draw, sample_rng(3, 1, "a/0001.png").random(4))
+    for other in (sample_rng(4, 1, "a/0001.png"), sample_rng(3, 2, "a/0001.png"),
+                  sample_rng(3, 1, "a/0002.png")):
+        assert not np.array_equal(draw, other.random(4))

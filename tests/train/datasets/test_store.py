@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from data_schemas import StoreError, StoreInfo, StoreLayout, create_store
-from train.data import (
+from train.datasets import (
     AugmentConfig,
     ShardReader,
     StoreIndex,
@@ -22,7 +22,7 @@ from train.data import (
     train_loader,
     val_batches,
 )
-from train.data.synthetic import write_synthetic_store
+from train.datasets.synthetic import write_synthetic_store
 
 HW = (64, 96)
 CROP = (32, 64)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from train.model import EMA
+from train.engine.ema import EMA
 
 
 def make_net() -> nn.Module:

@@ -1,17 +1,16 @@
-"""Stage-1 losses against hand computations."""
+"""Per-pixel losses against hand computations."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from train.losses import (
+from train.losses.pixel import (
     SCALE_WEIGHTS,
-    LossConfig,
-    distillation_loss,
     masked_l1,
     masked_l2,
     multiscale_loss,
+    pixel_loss,
     sparse_consistency,
     valid_mask,
 )
@@ -51,15 +50,12 @@ def test_multiscale_weights_by_hand() -> None:
     assert SCALE_WEIGHTS == (2**-10, 2**-8, 2**-6, 2**-4, 2**-2, 1.0)
 
 
-def test_l1_plus_l2_and_sparse_consistency() -> None:
+def test_l1_plus_l2_and_sparse_consistency_by_hand() -> None:
     pred, target = maps()
     sparse = torch.tensor([[[[0.0, 49.0], [0.0, 8.0]]]])
-    cfg = LossConfig(kind="l1+l2", scale_weights=(1.0,), sparse_weight=0.5)
-    terms = distillation_loss([pred], target, sparse, cfg)
-    consistency = (1.0 + 0.5) / 2
-    assert float(sparse_consistency(pred, sparse)) == pytest.approx(consistency)
-    assert float(terms.total) == pytest.approx(3.5 / 3 + 5.25 / 3 + 0.5 * consistency)
-    assert set(terms.scalars) == {"scale0", "sparse_consistency", "total"}
+    both = pixel_loss(pred, target, valid_mask(target), "l1+l2")
+    assert float(both) == pytest.approx(3.5 / 3 + 5.25 / 3)
+    assert float(sparse_consistency(pred, sparse)) == pytest.approx((1.0 + 0.5) / 2)
 
 
 def test_losses_are_float32_for_bf16_predictions_and_differentiable() -> None:
@@ -74,6 +70,6 @@ def test_losses_are_float32_for_bf16_predictions_and_differentiable() -> None:
 def test_bad_arguments() -> None:
     pred, target = maps()
     with pytest.raises(ValueError, match="one of l1, l2, l1\\+l2"):
-        distillation_loss([pred], target, target, LossConfig(kind="huber", scale_weights=(1,)))
-    with pytest.raises(ValueError, match="2 predictions but 6 scale weights"):
+        pixel_loss(pred, target, valid_mask(target), "huber")
+    with pytest.raises(ValueError, match="has 6 weights but the model returns 2 predictions"):
         multiscale_loss([pred, pred], target, valid_mask(target))

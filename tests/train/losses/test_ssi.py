@@ -1,4 +1,4 @@
-"""One contract suite over every SSI loss variant (train.ssi_losses.SSI_LOSSES)."""
+"""One contract suite over every SSI loss variant (train.losses.ssi.SSI_LOSSES)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from data_schemas.geometry import parse_depth_space
-from train.ssi_losses import (
+from train.losses.ssi import (
     SSI_LOSS_NAMES,
     fit_scale_shift,
     parse_ssi_loss,

@@ -10,12 +10,13 @@ import yaml
 from typer.testing import CliRunner
 
 from dmd3c.cli import app
-from train.data.synthetic import write_synthetic_store
+from train.datasets.synthetic import write_synthetic_store
 from train.engine import to_yaml
 from train.model import BPNet, load_checkpoint
-from train.pretrain import PretrainConfig, resolve_config
+from train.stage1.config import PretrainConfig
+from train.stage1.recipe import resolve_config
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pretrain.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "pretrain.yaml"
 
 
 def test_configs_pretrain_yaml_equals_the_defaults() -> None:

@@ -39,6 +39,11 @@ def encode_depth_png(depth_m: np.ndarray) -> np.ndarray:
     return np.clip(np.round(depth * DEPTH_SCALE), 0, 65535).astype(np.uint16)
 
 
+def as_submitted(depth_m: np.ndarray) -> np.ndarray:
+    """The depth the benchmark reads back from our uint16 PNG (metres x 256, rounded)."""
+    return np.asarray(encode_depth_png(depth_m), np.float32) / np.float32(DEPTH_SCALE)
+
+
 def write_depth_png(path: str | os.PathLike[str], depth_m: np.ndarray) -> None:
     """Write a KITTI depth PNG (uint16, metres x 256), creating the folder."""
     if np.asarray(depth_m).ndim != 2:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from data_schemas.errors import InputError, InputNotFoundError
-from train.kitti.calib import parse_intrinsics_txt, raw_camera_calib
+from train.datasets.kitti.calib import parse_intrinsics_txt, raw_camera_calib
 
 SPLITS: tuple[str, ...] = ("train", "val", "selval", "test", "raw")
 SELVAL_DIR = "val_selection_cropped"

@@ -35,7 +35,7 @@ from data_schemas.teacher_maps import (
     read_teacher_map,
     teacher_map_keys,
 )
-from train.kitti.layout import KittiFrame
+from train.datasets.kitti.layout import KittiFrame
 
 MAX_SUFFIX_PARTS = 5
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.train.kitti.fixtures import (
+from tests.train.datasets.kitti.fixtures import (
     DATE,
     DRIVE,
     FRAME,
@@ -20,23 +21,20 @@ from tests.train.kitti.fixtures import (
     selval_and_test_tree,
     write_teacher_maps,
 )
-from train.kitti.beams import (
+from train.datasets.augment import AugmentConfig, bottom_center_crop, hflip
+from train.datasets.kitti.beams import (
     parse_beams,
     rings_from_scan_order,
     thin_scan_to_beams,
     thin_sparse_to_beams,
 )
-from train.kitti.calib import load_camera_calib, project_lidar, raw_camera_calib
-from train.kitti.dataset import (
-    KittiAugment,
-    KittiDataset,
-    bottom_center_crop,
-    hflip_sample,
-    load_sample,
-)
-from train.kitti.io import read_depth_png, read_velodyne_bin
-from train.kitti.layout import find_frames, parse_split
-from train.kitti.teacher import TeacherMaps
+from train.datasets.kitti.calib import load_camera_calib, project_lidar, raw_camera_calib
+from train.datasets.kitti.dataset import KittiDataset, load_sample
+from train.datasets.kitti.io import read_depth_png, read_velodyne_bin
+from train.datasets.kitti.layout import find_frames, parse_split
+from train.datasets.kitti.teacher import TeacherMaps
+from train.datasets.sample import Batch, collate_items
+from train.datasets.sampling import SampleRef
 from train.model.inputs import RGB_MEAN, RGB_STD
 
 FULL_K = np.array([[721.5377, 0, 609.5593], [0, 721.5377, 172.854], [0, 0, 1]])
@@ -62,14 +60,14 @@ def test_selval_crop_intrinsics_are_full_frame_minus_13_23() -> None:
     raw = find_frames(SAMPLE, "selval")[0]
     sel = load_sample(raw)
     full_gt = read_depth_png(RAW_DRIVE / "proj_depth" / "groundtruth" / "image_02" / f"{FRAME}.png")
-    np.testing.assert_array_equal(sel.gt, full_gt[23:375, 13:1229])
+    np.testing.assert_array_equal(sel.target, full_gt[23:375, 13:1229])
 
 
 def test_bottom_center_crop_of_a_raw_frame_matches_selval(tmp_path: Path) -> None:
     root = official_tree(tmp_path, ("val",), ("image_02",))
     sample = load_sample(find_frames(root, "val")[0])
     assert sample.hw == (375, 1242)
-    cropped = bottom_center_crop(sample, 352, 1216)
+    cropped = bottom_center_crop(sample, (352, 1216))
     selval = load_sample(find_frames(SAMPLE, "selval")[0])
     np.testing.assert_array_equal(cropped.rgb, selval.rgb)
     np.testing.assert_array_equal(cropped.sparse, selval.sparse)
@@ -81,7 +79,7 @@ def test_test_split_has_no_gt(tmp_path: Path) -> None:
     frames = find_frames(root, "test")
     assert [f.name for f in frames] == ["0000000000", "0000000001"]
     assert all(f.gt is None for f in frames)
-    assert load_sample(frames[0]).gt.max() == 0
+    assert load_sample(frames[0]).target.max() == 0
 
 
 def test_raw_layout_names_the_frames_without_sparse_input() -> None:
@@ -176,42 +174,55 @@ def _unnormalise(rgb: np.ndarray) -> np.ndarray:
     return rgb * np.array(RGB_STD)[:, None, None] + np.array(RGB_MEAN)[:, None, None]
 
 
+def training_batch(frames: list, crop: tuple[int, int] = (64, 256), flip: float = 0.0,
+                   jitter: float = 0.0, teacher: str | None = None, seed: int = 1,
+                   epoch: int = 0) -> Batch:
+    """Frame 0 as the training stream draws it in ``epoch``, collated."""
+    ds = KittiDataset(frames, True, crop, AugmentConfig(flip, jitter), teacher_maps=teacher,
+                      seed=seed)
+    return collate_items([ds[SampleRef(epoch, 0, 0)]])
+
+
 def test_training_crop_shapes_and_intrinsics(tmp_path: Path) -> None:
     root = official_tree(tmp_path / "kitti")
     frames = find_frames(root, "train")
-    ds = KittiDataset(frames, train=True, augment=KittiAugment(crop=(64, 256), flip_prob=0.0),
-                      teacher_maps=str(_teacher_store(tmp_path, root)), seed=3)
-    item = ds[0]
-    assert item["rgb"].shape == (3, 64, 256)
-    for name in ("sparse", "gt", "teacher"):
-        assert item[name].shape == (1, 64, 256)
-    K = item["K"].numpy()
+    teacher = str(_teacher_store(tmp_path, root))
+    batch = training_batch(frames, teacher=teacher, seed=3, jitter=0.1)
+    assert batch.rgb.shape == (1, 3, 64, 256)
+    assert batch.teacher is not None
+    for maps in (batch.sparse, batch.target, batch.teacher):
+        assert maps.shape == (1, 1, 64, 256)
+    K = batch.K[0].numpy()
     top = 172.854 - K[1, 2]
     left = 609.5593 - K[0, 2]
     assert 50 <= round(top) <= 375 - 64 and 0 <= round(left) <= 1242 - 256
     # the teacher map moved with the crop: its rows encode the row index
     expected = fake_disparity((375, 1242))[round(top):round(top) + 64, 0]
-    np.testing.assert_allclose(item["teacher"][0, :, 0].numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(batch.teacher[0, 0, :, 0].numpy(), expected, rtol=1e-6)
     # same seed, epoch and frame -> same sample; another epoch -> another crop
-    np.testing.assert_array_equal(ds[0]["K"].numpy(), K)
-    ds.set_epoch(1)
-    assert not np.array_equal(ds[0]["K"].numpy(), K) or not np.array_equal(
-        ds[0]["rgb"].numpy(), item["rgb"].numpy())
+    again = training_batch(frames, teacher=teacher, seed=3, jitter=0.1)
+    np.testing.assert_array_equal(again.K[0].numpy(), K)
+    np.testing.assert_array_equal(again.rgb.numpy(), batch.rgb.numpy())
+    later = training_batch(frames, teacher=teacher, seed=3, jitter=0.1, epoch=1)
+    assert later.epoch == 1
+    assert not np.array_equal(later.K[0].numpy(), K) or not np.array_equal(
+        later.rgb.numpy(), batch.rgb.numpy())
 
 
 def test_eval_crop_is_bottom_centre(tmp_path: Path) -> None:
     root = official_tree(tmp_path, ("val",), ("image_02",))
-    item = KittiDataset(find_frames(root, "val"), train=False,
-                        augment=KittiAugment(crop=(256, 1216)))[0]
-    np.testing.assert_allclose(item["K"][:2, 2].numpy(), [609.5593 - 13, 172.854 - 119],
-                               atol=1e-3)
+    sample, colour = KittiDataset(find_frames(root, "val"), train=False,
+                                  crop=(256, 1216)).sample(0)
+    assert sample.hw == (256, 1216) and not colour.any() and sample.teacher is None
+    np.testing.assert_allclose(sample.K[:2, 2], [609.5593 - 13, 172.854 - 119], atol=1e-3)
 
 
 def test_flip_mirrors_every_map_and_k() -> None:
     require_sample()
-    sample = load_sample(find_frames(SAMPLE, "selval")[0])
-    flipped = hflip_sample(sample)
-    for name in ("rgb", "sparse", "gt", "teacher"):
+    loaded = load_sample(find_frames(SAMPLE, "selval")[0])
+    sample = replace(loaded, teacher=fake_disparity(loaded.hw))
+    flipped = hflip(sample)
+    for name in ("rgb", "sparse", "target", "teacher"):
         np.testing.assert_array_equal(getattr(flipped, name), getattr(sample, name)[:, ::-1])
     assert flipped.K[0, 2] == pytest.approx(1215 - sample.K[0, 2])
     # a LiDAR pixel projects to the mirrored column with the mirrored K
@@ -226,18 +237,15 @@ def test_flip_mirrors_every_map_and_k() -> None:
 def test_training_flip_and_jitter(tmp_path: Path) -> None:
     root = official_tree(tmp_path, ("train",), ("image_02",))
     frames = find_frames(root, "train")
-    plain = KittiDataset(frames, train=True, augment=KittiAugment((64, 256), flip_prob=0.0,
-                                                                  jitter_std=0.0), seed=1)[0]
-    flipped = KittiDataset(frames, train=True, augment=KittiAugment((64, 256), flip_prob=1.0,
-                                                                    jitter_std=0.0), seed=1)[0]
-    np.testing.assert_array_equal(flipped["sparse"].numpy(), plain["sparse"].numpy()[..., ::-1])
-    np.testing.assert_allclose(flipped["rgb"].numpy(), plain["rgb"].numpy()[..., ::-1], atol=1e-5)
-    assert flipped["K"][0, 2] == pytest.approx(255 - plain["K"][0, 2])
-    jittered = KittiDataset(frames, train=True, augment=KittiAugment((64, 256), flip_prob=0.0,
-                                                                     jitter_std=0.3), seed=1)[0]
-    assert not np.allclose(jittered["rgb"].numpy(), plain["rgb"].numpy())
-    np.testing.assert_array_equal(jittered["sparse"].numpy(), plain["sparse"].numpy())
-    assert 0 <= _unnormalise(plain["rgb"].numpy()).min() + 1e-3
+    plain = training_batch(frames)
+    flipped = training_batch(frames, flip=1.0)
+    np.testing.assert_array_equal(flipped.sparse.numpy(), plain.sparse.numpy()[..., ::-1])
+    np.testing.assert_allclose(flipped.rgb.numpy(), plain.rgb.numpy()[..., ::-1], atol=1e-5)
+    assert flipped.K[0, 0, 2] == pytest.approx(255 - plain.K[0, 0, 2])
+    jittered = training_batch(frames, jitter=0.3)
+    assert not np.allclose(jittered.rgb.numpy(), plain.rgb.numpy())
+    np.testing.assert_array_equal(jittered.sparse.numpy(), plain.sparse.numpy())
+    assert 0 <= _unnormalise(plain.rgb[0].numpy()).min() + 1e-3
 
 
 def test_projection_of_the_raw_scan_reproduces_velodyne_raw() -> None:
