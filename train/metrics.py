@@ -84,7 +84,7 @@ def _check_pair(pred: np.ndarray, target: np.ndarray) -> None:
 
 def default_valid_mask(target: np.ndarray) -> np.ndarray:
     """Valid GT pixels: finite and > :data:`MIN_VALID_DEPTH_M`."""
-    return np.isfinite(target) & (target > MIN_VALID_DEPTH_M)
+    return np.asarray(np.isfinite(target) & (target > MIN_VALID_DEPTH_M))
 
 
 def _fill_rows(depth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,7 +39,7 @@ MIN_GT_M = 1e-4
 NYU_SPLITS = ("train", "val")
 
 
-def _h5py() -> ModuleType:
+def _h5py() -> Any:
     try:
         import h5py
     except ImportError as err:
@@ -156,5 +156,5 @@ class NyuDataset(Dataset[Item]):
         return sample
 
     def __getitem__(self, ref: SampleRef) -> Item:
-        sample = self.sample(ref.index, ref.epoch)
+        sample = self.sample(ref.item, ref.epoch)
         return Item(sample, np.zeros(3, np.float32), ref.epoch, ref.batch)

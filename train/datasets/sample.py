@@ -8,7 +8,7 @@ Stage 1 (sample store), KITTI and NYUv2 all produce the same two types.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Self
 
 import numpy as np
@@ -82,18 +82,17 @@ class Batch:
     def size(self) -> int:
         return int(self.rgb.shape[0])
 
-    def _tensors(self) -> dict[str, Tensor]:
-        found = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {name: value for name, value in found.items() if isinstance(value, Tensor)}
+    def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> Self:
+        """The batch with ``fn`` applied to every tensor (rgb, sparse, target, K, teacher)."""
+        teacher = None if self.teacher is None else fn(self.teacher)
+        return replace(self, rgb=fn(self.rgb), sparse=fn(self.sparse), target=fn(self.target),
+                       K=fn(self.K), teacher=teacher)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Self:
-        moved = {name: value.to(device, non_blocking=non_blocking)
-                 for name, value in self._tensors().items()}
-        return replace(self, **moved)  # type: ignore[arg-type]
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> Self:
-        pinned = {name: value.pin_memory() for name, value in self._tensors().items()}
-        return replace(self, **pinned)  # type: ignore[arg-type]
+        return self.map_tensors(lambda t: t.pin_memory())
 
 
 def rgb_tensor(rgbs: Sequence[np.ndarray], offsets: Sequence[np.ndarray]) -> np.ndarray:
@@ -156,6 +155,4 @@ def pad_batch(batch: Batch, hw: tuple[int, int]) -> Batch:
     K = batch.K.clone()
     K[:, 0, 2] += left
     K[:, 1, 2] += top
-    padded = {name: F.pad(value, sides) for name, value in batch._tensors().items()
-              if name != "K"}
-    return replace(batch, K=K, **padded)  # type: ignore[arg-type]
+    return replace(batch.map_tensors(lambda t: F.pad(t, sides) if t.dim() == 4 else t), K=K)

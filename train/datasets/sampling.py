@@ -146,10 +146,10 @@ def _region_len(total: int, region: int, regions: int) -> int:
 
 
 class SampleRef(NamedTuple):
-    """Sample ``index`` of a map-style dataset, drawn in ``epoch`` for global batch ``batch``."""
+    """Sample ``item`` of a map-style dataset, drawn in ``epoch`` for global batch ``batch``."""
 
     epoch: int
-    index: int
+    item: int
     batch: int
 
 

@@ -30,11 +30,12 @@ def plane_depth(
 
 def synthetic_batch(
     seed: int, count: int, hw: tuple[int, int], prefix: str = "synthetic"
-) -> dict[str, object]:
+) -> dict[str, np.ndarray | list[str]]:
     """``count`` valid store samples (all arrays of the schema) of random tilted planes."""
     rng = np.random.default_rng(seed)
     samples = [_sample(rng, hw) for _ in range(count)]
-    stack = {name: np.stack([s[name] for s in samples]) for name in samples[0]}
+    stack: dict[str, np.ndarray] = {name: np.stack([s[name] for s in samples])
+                                    for name in samples[0]}
     stack["teacher_output"] = np.where(
         stack["teacher_depth"] > 0, 1.0 / np.maximum(stack["teacher_depth"], 1e-3), 0.0
     ).astype(np.float32)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,7 +37,8 @@ def capture_rng() -> dict[str, Any]:
                   "gauss": float(np_state["gauss"])},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+    cuda_initialized = cast(Callable[[], bool], torch.cuda.is_initialized)
+    if torch.cuda.is_available() and cuda_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 

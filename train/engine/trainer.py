@@ -15,10 +15,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic
+from typing import Any, Generic, cast
 
 import numpy as np
 import torch
@@ -84,7 +84,9 @@ class Trainer(Generic[B]):
     def _build_model(self) -> nn.Module:
         model = self.recipe.build_model()
         if self.cfg.sync_bn and self.ctx.distributed and self.ctx.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            convert = cast(Callable[[nn.Module], nn.Module],
+                           nn.SyncBatchNorm.convert_sync_batchnorm)
+            model = convert(model)
         elif self.cfg.sync_bn and self.ctx.is_main:
             logger.warning("engine.sync_bn needs multi-GPU DDP; BatchNorm stays per process")
         return model.to(self.ctx.device).train()
@@ -106,7 +108,7 @@ class Trainer(Generic[B]):
         self.state = RunState(int(payload["step"]), int(sampler["next_batch"]),
                               int(sampler["epoch"]))
 
-    def autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
         """bf16/fp16 autocast on CUDA as configured; nothing on CPU."""
         if self.ctx.device.type != "cuda" or self.cfg.precision == "fp32":
             return contextlib.nullcontext()
@@ -178,7 +180,7 @@ class Trainer(Generic[B]):
             terms, pred = self.recipe.loss_fn(self.net, batch)
         mean_loss = self._check_finite(terms.total, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(terms.total).backward()
+        torch.autograd.backward(self.scaler.scale(terms.total))
         self.scaler.unscale_(self.optimizer)
         grad_norm = self._clip()
         self.scaler.step(self.optimizer)
@@ -196,7 +198,7 @@ class Trainer(Generic[B]):
             group["lr"] = lr
             if not math.isnan(beta1):
                 group["betas"] = (beta1, group["betas"][1])
-        return lr, self.optimizer.param_groups[0]["betas"][0]
+        return lr, float(self.optimizer.param_groups[0]["betas"][0])
 
     def _check_finite(self, loss: Tensor, batch: B) -> float:
         """Mean loss over ranks; every rank stops together when any rank's loss is not finite."""
@@ -211,7 +213,7 @@ class Trainer(Generic[B]):
                 f"non-finite loss ({float(loss.detach()):g}) at step {self.state.step + 1} "
                 f"(rank {self.ctx.rank}), {where}; check these samples or lower optim.lr, "
                 f"then resume from the last checkpoint")
-        return total[0] / self.ctx.world_size
+        return float(total[0]) / self.ctx.world_size
 
     def _clip(self) -> float:
         max_norm = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip > 0 else math.inf

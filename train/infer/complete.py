@@ -67,7 +67,7 @@ def write_point_cloud(path: Path, depth: np.ndarray, rgb: np.ndarray, K: np.ndar
     cloud = o3d.geometry.PointCloud()
     cloud.points = o3d.utility.Vector3dVector(points)
     cloud.colors = o3d.utility.Vector3dVector(rgb[valid].astype(np.float64) / 255.0)
-    if not o3d.io.write_point_cloud(str(path), cloud):
+    if not o3d.io.write_point_cloud(path, cloud):
         raise OSError(f"could not write point cloud {path}")
 
 

@@ -120,8 +120,8 @@ def test_plan_batch_sampler_is_deterministic_and_resumable() -> None:
     assert _batches(7, 5) == run[7:12]  # resume from batch 7 continues the same stream
     assert [b[0].batch for b in run] == list(range(12))
     assert [b[0].epoch for b in run] == [0] * 5 + [1] * 5 + [2] * 2
-    epoch0 = [r.index for batch in run[:5] for r in batch]
-    epoch1 = [r.index for batch in run[5:10] for r in batch]
+    epoch0 = [r.item for batch in run[:5] for r in batch]
+    epoch1 = [r.item for batch in run[5:10] for r in batch]
     assert sorted(epoch0) == sorted(epoch1) == list(range(10))  # an epoch = a permutation
     assert epoch0 != epoch1
     with pytest.raises(ValueError, match="fewer than the per-rank batch size"):
@@ -129,7 +129,7 @@ def test_plan_batch_sampler_is_deterministic_and_resumable() -> None:
 
 
 def test_plan_batch_sampler_splits_epochs_over_ranks() -> None:
-    shares = [[r.index for b in _batches(0, 5, rank, 2, batch=1) for r in b]
+    shares = [[r.item for b in _batches(0, 5, rank, 2, batch=1) for r in b]
               for rank in range(2)]
     assert not set(shares[0]) & set(shares[1])
     assert sorted(shares[0] + shares[1]) == list(range(10))

@@ -71,8 +71,8 @@ def _kmeans_1d(values: np.ndarray, clusters: int, iterations: int = 20) -> np.nd
 
 def elevation_deg(points_lidar: np.ndarray) -> np.ndarray:
     """[N,>=3] LiDAR-frame points -> elevation angle [N] in degrees (up positive)."""
-    return np.degrees(np.arctan2(points_lidar[:, 2], np.hypot(points_lidar[:, 0],
-                                                              points_lidar[:, 1])))
+    horizontal = np.hypot(points_lidar[:, 0], points_lidar[:, 1])
+    return np.asarray(np.degrees(np.arctan2(points_lidar[:, 2], horizontal)))
 
 
 def rings_from_elevation(elevation: np.ndarray, rings: int = SENSOR_RINGS) -> np.ndarray:
@@ -99,7 +99,7 @@ def keep_rings(ring: np.ndarray, beams: int, sensor_rings: int = SENSOR_RINGS) -
     """Mask of points whose ring survives thinning to ``beams`` (every k-th from the top)."""
     if beams not in BEAM_CHOICES:
         raise ConfigError(f"beams must be one of {BEAM_CHOICES}, got {beams}")
-    return ring % (sensor_rings // beams) == 0
+    return np.asarray(ring % (sensor_rings // beams) == 0)
 
 
 def thin_sparse_to_beams(sparse: np.ndarray, K: np.ndarray, beams: int,
@@ -117,4 +117,4 @@ def thin_sparse_to_beams(sparse: np.ndarray, K: np.ndarray, beams: int,
 
 def thin_scan_to_beams(points: np.ndarray, beams: int) -> np.ndarray:
     """Keep the points of a raw scan (scan order) that lie on ``beams`` rings."""
-    return points[keep_rings(rings_from_scan_order(points), beams)]
+    return np.asarray(points[keep_rings(rings_from_scan_order(points), beams)])

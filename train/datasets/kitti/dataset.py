@@ -89,5 +89,5 @@ class KittiDataset(Dataset[Item]):
         return augment(sample, self.crop, self.augment, rng, self.top_min)
 
     def __getitem__(self, ref: SampleRef) -> Item:
-        sample, colour = self.sample(ref.index, ref.epoch)
+        sample, colour = self.sample(ref.item, ref.epoch)
         return Item(sample, colour, ref.epoch, ref.batch)

@@ -84,7 +84,7 @@ def read_sparse_input(path: str | os.PathLike[str]) -> np.ndarray:
             depth = depth.squeeze()
         if depth.ndim != 2:
             raise InputError(f"{path}: sparse depth must be [H,W] metres, got shape {depth.shape}")
-        return np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        return np.nan_to_num(np.asarray(depth, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if path.suffix.lower() == ".png":
         return read_depth_png(path)
     raise InputError(f"{path}: sparse depth must be a 16-bit .png (m x 256) or a .npy (m)")

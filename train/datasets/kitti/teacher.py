@@ -67,20 +67,24 @@ def _open_group(url: str) -> zarr.Group:
     return zarr.open_group(location.zarr_store(read_only=True), mode="r")
 
 
+def _entry(attrs: dict[str, object], name: str) -> dict[str, object]:
+    """The root attribute ``name`` when it is a mapping, else an empty one."""
+    value = attrs.get(name)
+    return dict(value) if isinstance(value, dict) else {}
+
+
 class TeacherMaps:
     """Teacher output per KITTI image: ``read(frame, hw)`` -> float32 [H,W], 0 = invalid."""
 
     def __init__(self, url: str | os.PathLike[str]) -> None:
         self.url = os.fspath(url)
         self.group = _open_group(self.url)
-        attrs = dict(self.group.attrs)
-        schema = attrs.get("schema") if isinstance(attrs.get("schema"), dict) else {}
-        is_sample_store = schema.get("name") == SAMPLE_STORE_SCHEMA  # type: ignore[union-attr]
+        attrs: dict[str, object] = dict(self.group.attrs)
+        is_sample_store = _entry(attrs, "schema").get("name") == SAMPLE_STORE_SCHEMA
         self.sample_store = SampleStore.open(self.url) if is_sample_store else None
         if not is_sample_store:
             check_teacher_maps_schema(self.url, attrs)
-        teacher = attrs.get("teacher") if isinstance(attrs.get("teacher"), dict) else {}
-        self.space = parse_output_kind(teacher.get("output_kind"))  # type: ignore[union-attr]
+        self.space = parse_output_kind(_entry(attrs, "teacher").get("output_kind"))
         self._suffix_index: dict[str, str | None] | None = None
 
     def _keys(self) -> list[str]:
