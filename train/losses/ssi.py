@@ -45,7 +45,7 @@ MIN_VALID_PIXELS = 16
 
 
 def parse_ssi_loss(name: str) -> str:
-    """``name`` if it is an SSI loss variant, else ValueError naming the allowed values."""
+    """``name`` if it is an SSI loss variant, else a ConfigError naming the allowed values."""
     if name not in SSI_LOSS_NAMES:
         raise ConfigError(f"unknown SSI loss {name!r}; choose one of {', '.join(SSI_LOSS_NAMES)}")
     return name

@@ -113,6 +113,11 @@ def _check_loss(cfg: FinetuneConfig) -> None:
         raise ConfigError(f"loss.ssi must be one of {', '.join(SSI_CHOICES)}; got {loss.ssi!r}")
     if loss.teacher_space != "auto":
         parse_depth_space(loss.teacher_space)
+    too_big = [s for s in loss.patch_sizes if s > min(cfg.data.crop)] if loss.ssi == "patch" \
+        else []
+    if too_big:
+        raise ConfigError(f"loss.patch_sizes {too_big} do not fit the training crop "
+                          f"{cfg.data.crop[0]}x{cfg.data.crop[1]}")
     if not 0 < loss.rpnl_min_frac <= loss.rpnl_max_frac <= 1:
         raise ConfigError(f"loss.rpnl_min_frac and loss.rpnl_max_frac must satisfy 0 < min <= "
                           f"max <= 1; got {loss.rpnl_min_frac}, {loss.rpnl_max_frac}")

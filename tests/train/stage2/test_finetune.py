@@ -158,3 +158,12 @@ def test_invalid_settings_are_named(override: str, message: str, tmp_path: Path)
 def test_finetune_needs_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["finetune", "--out", tmp_path / "r", "loss.ssi=none"], capsys)
     assert code == 2 and err == "dmd3c: error: --kitti ROOT (or --nyu ROOT) is required\n"
+
+
+def test_patch_sizes_must_fit_the_crop(tmp_path: Path) -> None:
+    overrides = ["loss.ssi=patch", "data.crop=[64,256]", "loss.patch_sizes=[32,128]"]
+    with pytest.raises(DmdError, match=r"loss.patch_sizes \[128\] do not fit the training crop "
+                                       r"64x256"):
+        resolve_config("kitti", "t.zarr", "", tmp_path / "r", None, overrides, False)
+    assert resolve_config("kitti", "t.zarr", "", tmp_path / "r", None, overrides[:2],
+                          False).loss.patch_sizes == (32, 64)

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from data_schemas.errors import InputError, InputNotFoundError
-from data_schemas.geometry import lidar_to_sparse_depth
+from data_schemas.geometry import lidar_to_sparse_depth, parse_intrinsics
 
 CAMERAS: tuple[int, ...] = (2, 3)
 
 
 def parse_camera(camera: int | str) -> int:
-    """``2``/``3`` or ``"image_02"``/``"image_03"`` -> 2 or 3; anything else is a ValueError."""
+    """``2``/``3`` or ``"image_02"``/``"image_03"`` -> 2 or 3; anything else is an InputError."""
     text = str(camera).removeprefix("image_0").removeprefix("image_")
     if text not in ("2", "3"):
         raise InputError(f"camera must be one of 2, 3 (image_02, image_03), got {camera!r}")
@@ -67,9 +67,17 @@ def _rigid(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
     return T
 
 
-def _rectified_camera(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _checked_K(K: np.ndarray, path: Path) -> np.ndarray:
+    """``K`` if it is a pinhole matrix (fx, fy > 0, ...), else an InputError naming ``path``."""
+    try:
+        return parse_intrinsics(K)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+def _rectified_camera(P: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """P_rect [3,4] -> (K [3,3], T_camx_from_rect0 [4,4]) with t = K^-1 P[:, 3]."""
-    K = P[:, :3]
+    K = _checked_K(P[:, :3], path)
     T = np.eye(4)
     T[:3, 3] = np.linalg.solve(K, P[:, 3])
     return K, T
@@ -94,7 +102,7 @@ def parse_intrinsics_txt(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"{path}: intrinsics must be 9 numbers (K row-major)") from err
     if values.size != 9:
         raise InputError(f"{path}: intrinsics must be 9 numbers (K row-major), got {values.size}")
-    return values.reshape(3, 3)
+    return _checked_K(values.reshape(3, 3), path)
 
 
 def raw_camera_calib(date_dir: str | os.PathLike[str], camera: int) -> CameraCalib:
@@ -103,7 +111,7 @@ def raw_camera_calib(date_dir: str | os.PathLike[str], camera: int) -> CameraCal
     cam_path = date_dir / "calib_cam_to_cam.txt"
     cam = read_calib_file(cam_path)
     P = _entry(cam, f"P_rect_0{parse_camera(camera)}", 12, cam_path).reshape(3, 4)
-    K, T_camx_from_rect0 = _rectified_camera(P)
+    K, T_camx_from_rect0 = _rectified_camera(P, cam_path)
     velo_path = date_dir / "calib_velo_to_cam.txt"
     if not velo_path.is_file():
         return CameraCalib(K)
@@ -118,7 +126,7 @@ def object_camera_calib(path: str | os.PathLike[str], camera: int = 2) -> Camera
     path = Path(path)
     entries = read_calib_file(path)
     P = _entry(entries, f"P{parse_camera(camera)}", 12, path).reshape(3, 4)
-    K, T_camx_from_rect0 = _rectified_camera(P)
+    K, T_camx_from_rect0 = _rectified_camera(P, path)
     R_rect = _rigid(_entry(entries, "R0_rect", 9, path), np.zeros(3))
     velo = _entry(entries, "Tr_velo_to_cam", 12, path).reshape(3, 4)
     return CameraCalib(K, T_camx_from_rect0 @ R_rect @ _rigid(velo[:, :3], velo[:, 3]))

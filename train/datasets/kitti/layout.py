@@ -35,7 +35,7 @@ _DRIVE_RE = re.compile(r"^(\d{4}_\d{2}_\d{2})_drive_\d{4}_sync$")
 
 
 def parse_split(split: str) -> str:
-    """``split`` if known, else ValueError naming the allowed values."""
+    """``split`` if known, else an InputError naming the allowed values."""
     if split not in SPLITS:
         raise InputError(f"unknown KITTI split {split!r}; choose one of {', '.join(SPLITS)}")
     return split
@@ -80,9 +80,9 @@ def _missing(stems: Iterable[str], have: dict[str, Path]) -> list[str]:
 
 
 def _count_error(where: str, gt_count: int, other: str, other_count: int,
-                 missing: list[str]) -> ValueError:
+                 missing: list[str]) -> InputError:
     shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-    return ValueError(f"{where}: {gt_count} groundtruth frames but {other_count} {other} "
+    return InputError(f"{where}: {gt_count} groundtruth frames but {other_count} {other} "
                       f"frames; no {other} for frame(s) {shown}")
 
 

@@ -112,7 +112,7 @@ class TeacherMaps:
         return None
 
     def check_covers(self, frames: Sequence[KittiFrame]) -> None:
-        """ValueError naming how many (and which first) frames lack a teacher map."""
+        """An InputError naming how many (and which first) frames lack a teacher map."""
         missing = [f.name for f in frames if self.find(f) is None]
         if missing:
             raise InputError(f"{len(missing)} of {len(frames)} KITTI images have no teacher map "

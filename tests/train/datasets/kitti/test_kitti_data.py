@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_schemas.errors import InputError
 from tests.train.datasets.kitti.fixtures import (
     DATE,
     DRIVE,
@@ -28,7 +29,12 @@ from train.datasets.kitti.beams import (
     thin_scan_to_beams,
     thin_sparse_to_beams,
 )
-from train.datasets.kitti.calib import load_camera_calib, project_lidar, raw_camera_calib
+from train.datasets.kitti.calib import (
+    load_camera_calib,
+    parse_intrinsics_txt,
+    project_lidar,
+    raw_camera_calib,
+)
 from train.datasets.kitti.dataset import KittiDataset, load_sample
 from train.datasets.kitti.io import read_depth_png, read_velodyne_bin
 from train.datasets.kitti.layout import find_frames, parse_split
@@ -275,3 +281,16 @@ def test_beam_thinning_keeps_the_expected_share_of_lines() -> None:
     assert parse_beams("64,32,16,8") == [64, 32, 16, 8]
     with pytest.raises(ValueError, match="choose from 64, 32, 16, 8"):
         parse_beams("64,12")
+
+
+def test_intrinsics_files_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "K.txt"
+    path.write_text("721 0 609 0 721 172 0 0 1")
+    np.testing.assert_array_equal(parse_intrinsics_txt(path),
+                                  [[721, 0, 609], [0, 721, 172], [0, 0, 1]])
+    path.write_text("0 0 609 0 721 172 0 0 1")
+    with pytest.raises(InputError, match=f"{path}: intrinsics need fx > 0 and fy > 0"):
+        parse_intrinsics_txt(path)
+    path.write_text("721 0 609 0 721")
+    with pytest.raises(InputError, match="must be 9 numbers"):
+        parse_intrinsics_txt(path)
