@@ -88,7 +88,7 @@ def test_terms_add_up_and_are_weighted() -> None:
     mask = gt > 1e-3
     expected_gt = sum(w * ((o - gt)[mask] ** 2).sum().item() / gt.numel()
                       for o, w in zip(outputs, RELEASED_SCALE_WEIGHTS, strict=True))
-    assert float(loss.gt) == pytest.approx(expected_gt, rel=1e-12)
+    assert loss.gt.item() == pytest.approx(expected_gt, rel=1e-12)
 
 
 def test_same_seed_same_value_other_seed_other_value() -> None:
@@ -96,18 +96,18 @@ def test_same_seed_same_value_other_seed_other_value() -> None:
     values = []
     for seed in (5, 5, 6):
         torch.manual_seed(seed)
-        values.append(float(released_stage2_loss(outputs, gt, teacher).teacher))
+        values.append(released_stage2_loss(outputs, gt, teacher).teacher.item())
     assert values[0] == values[1] != values[2]
 
 
 def test_explicit_generator_leaves_the_global_one_alone() -> None:
     outputs, gt, teacher = make_inputs(1, 16, 16, 12)
     torch.manual_seed(9)
-    expected = float(released_stage2_loss(outputs, gt, teacher).total)
+    expected = released_stage2_loss(outputs, gt, teacher).total.item()
     torch.manual_seed(0)
     before = torch.get_rng_state()
     got = released_stage2_loss(outputs, gt, teacher, generator=torch.Generator().manual_seed(9))
-    assert float(got.total) == expected
+    assert got.total.item() == expected
     assert torch.equal(torch.get_rng_state(), before)
 
 
