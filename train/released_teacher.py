@@ -49,14 +49,15 @@ def released_uint8(teacher: np.ndarray) -> np.ndarray:
     low, high = depth.min(), depth.max()
     if high == low:
         return np.zeros(depth.shape, dtype=np.uint8)
-    scaled = (depth - low) / (high - low) * 255.0
-    return scaled.astype(np.uint8)
+    scaled: np.ndarray = ((depth - low) / (high - low) * 255.0).astype(np.uint8)
+    return scaled
 
 
 def released_teacher01(teacher: np.ndarray) -> np.ndarray:
     """Float teacher map [H, W] -> float32 [H, W] in [0, 1]: what the release trains on after
     writing it as DA-V2's 8-bit PNG and reading it back (``uint8 / 255`` in float32)."""
-    return released_uint8(teacher).astype(np.float32) / 255
+    scaled: np.ndarray = released_uint8(teacher).astype(np.float32) / 255
+    return scaled
 
 
 def disp_path_of_image(image: Path) -> Path:
@@ -83,7 +84,8 @@ def read_disp_png(path: Path) -> np.ndarray:
         raise InputNotFoundError(f"teacher map not found: {path}")
     with Image.open(path) as image:
         grey = np.array(image.convert("L"), dtype=np.uint8)
-    return grey.astype(np.float32) / 255
+    scaled: np.ndarray = grey.astype(np.float32) / 255
+    return scaled
 
 
 def check_disp_maps(images: Sequence[Path]) -> list[Path]:
