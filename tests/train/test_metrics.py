@@ -13,6 +13,7 @@ import ctypes.util
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,7 +34,8 @@ DEVKIT_NAMES = ("mae", "rmse", "imae", "irmse", "log_mae", "log_rmse", "silog", 
                 "sq_rel")
 
 
-def c_logf() -> ctypes._CFuncPtr:  # type: ignore[name-defined]
+def c_logf() -> Any:
+    """The C library's logf (float in, float out)."""
     name = ctypes.util.find_library("m")
     if name is None:
         pytest.skip("no C math library to take logf from")

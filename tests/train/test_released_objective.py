@@ -29,8 +29,8 @@ def reference_loss(outputs: list[torch.Tensor], gt: torch.Tensor, teacher01: tor
         for _ in range(32):
             r = torch.rand(1).item() * 0.375 + 0.125
             h, w = int(height * r), int(width * r)
-            top = torch.randint(0, height - h + 1, (1,)).item()
-            left = torch.randint(0, width - w + 1, (1,)).item()
+            top = int(torch.randint(0, height - h + 1, (1,)).item())
+            left = int(torch.randint(0, width - w + 1, (1,)).item())
             seen.append((top, left, h, w))
             abs_sum = torch.zeros((), dtype=gt.dtype)
             for b in range(pred.shape[0]):

@@ -92,6 +92,7 @@ def test_real_frame_round_trip(tmp_path: Path, kitti_sample: Path) -> None:
     """A real KITTI image's grey values stand in for a teacher map at full frame size."""
     image = next((kitti_sample / "raw").rglob("image_02/data/*.png"))
     rgb = cv2.imread(str(image))
+    assert rgb is not None
     depth = (cv2.GaussianBlur(rgb[..., 1].astype(np.float32), (0, 0), 3) / 37.0) ** 0.7
     png = tmp_path / "raw" / image.relative_to(kitti_sample / "raw").parent.parent / "disp"
     png = png / image.name
