@@ -1,6 +1,7 @@
 """Losses of both stages, pure functions of (prediction, target, valid mask):
-``pixel`` (masked L1/L2, BP-Net's multi-scale sum) and ``ssi`` (scale-and-shift-invariant
-losses against the teacher: paper, rpnl, patch)."""
+``pixel`` (masked L1/L2, BP-Net's multi-scale sum), ``ssi`` (scale-and-shift-invariant
+losses against the teacher: paper, rpnl, patch), and the stage-2 objectives exactly as the
+authors' code computes them: ``released`` (DMD3C) and ``dmdpp`` (DMD3C++)."""
 
 from train.losses.pixel import (
     LOSS_KINDS,

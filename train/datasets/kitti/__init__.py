@@ -1,7 +1,8 @@
 """KITTI depth completion: ``layout`` (find frames in the official and raw layouts), ``io``
 (depth PNGs, images, Velodyne scans), ``calib`` (K and T_cam_from_lidar), ``beams``
-(64/32/16/8-line thinning), ``teacher`` (teacher maps by image path), ``dataset`` (frames
-as samples, BP-Net's training augmentation)."""
+(64/32/16/8-line thinning), ``teacher`` (teacher maps by image path), ``released_teacher``
+(the release's 8-bit teacher PNGs), ``dataset`` (frames as samples, BP-Net's training
+augmentation)."""
 
 from train.datasets.kitti.beams import parse_beams, thin_scan_to_beams, thin_sparse_to_beams
 from train.datasets.kitti.calib import (

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data_schemas.errors import InputError, InputNotFoundError
-from train.released_teacher import (
+from train.datasets.kitti.released_teacher import (
     check_disp_maps,
     disp_path_of_image,
     read_disp_png,

@@ -32,7 +32,7 @@ What the release computes, read from ``Sharpiless/DMD3C`` (commit ed8804c):
   scale's RPNL is the sum over the 32 proposals divided by 32.
 * ``datasets/kitti.py`` + ``augs.py``: the teacher map ``disp01`` is the 8-bit grey PNG
   ``raw/<date>/<drive>/image_0x/disp/<frame>.png`` read with ``Image.open(..).convert('L')``,
-  as float32, divided by 255 in ``augs.Norm`` (see :mod:`train.released_teacher`).
+  as float32, divided by 255 in ``augs.Norm`` (see :mod:`train.datasets.kitti.released_teacher`).
 
 This module computes the same numbers. On CUDA the 32 crops of a scale are evaluated at once
 (one padded gather and sort per statistic instead of 128 ``median`` calls), which changes only

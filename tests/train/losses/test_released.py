@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.released_objective import (
+from train.losses.released import (
     RELEASED_SCALE_WEIGHTS,
     draw_crops,
     released_stage2_loss,

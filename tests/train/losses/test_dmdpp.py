@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.dmdpp_objective import dmdpp_stage2_loss, fit_scale_shift, ssi_active, ssi_loss
+from train.losses.dmdpp import dmdpp_stage2_loss, fit_scale_shift, ssi_active, ssi_loss
 
 
 def reference_ssi(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
