@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from data_schemas.teacher_maps import create_teacher_maps, write_teacher_map
-from tests.conftest import KITTI_SAMPLE as SAMPLE
+from tests.conftest import KITTI_SAMPLE
 
+SAMPLE = KITTI_SAMPLE
 DATE = "2011_09_26"
 DRIVE = "2011_09_26_drive_0001_sync"
 FRAME = "0000000005"
