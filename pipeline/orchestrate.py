@@ -8,7 +8,7 @@ Per pending shard the driver submits ``decode -> teacher actor -> finish`` as a 
 object references, so Ray overlaps the stages of different shards (GPU teacher while
 CPUs simulate). At most ``max_in_flight`` shards are submitted at once (the "limit pending
 tasks" pattern), which bounds object-store memory on million-image corpora. The tasks
-report each simulated sample and each attempt to a :class:`ProgressBoard` actor: the
+report each simulated sample and each attempt to a :class:`ShardProgress` actor: the
 progress bar moves per sample, and retried tasks are counted in the summary.
 
 Fault tolerance is Ray's: tasks are retried when their worker dies (``max_retries``, plus
@@ -155,9 +155,9 @@ class RaySession:
 
 
 # -- Ray workers -------------------------------------------------------------------------
-@ray.remote(num_cpus=0)
-class ProgressBoard:
-    """What the tasks report: samples simulated per shard, and attempts per (stage, shard)."""
+class ShardProgress:
+    """What the tasks report (run as a zero-CPU actor): samples simulated per shard, and
+    attempts per (stage, shard): an attempt beyond the first is a retry."""
 
     def __init__(self) -> None:
         self.samples: dict[int, int] = {}
@@ -331,7 +331,7 @@ def _run_shards(plans: list[ShardPlan], actors: list[ActorHandle], ctx: ShardCon
     queue = list(reversed(plans))
     in_flight: dict[ray.ObjectRef, ShardPlan] = {}
     finished: dict[int, int] = {}
-    board = ProgressBoard.remote()  # type: ignore[attr-defined]
+    board = ray.remote(num_cpus=0)(ShardProgress).remote()
     total = sum(len(p.items) for p in plans)
     try:
         with tqdm(total=total, unit="sample", desc="generate", disable=not cfg.run.progress,
