@@ -206,7 +206,8 @@ def corpus_fingerprint(items: list[CorpusItem]) -> str:
 def read_bytes(source: str) -> bytes:
     """The raw bytes of a corpus item (local path or fsspec URL)."""
     with fsspec.open(source, "rb") as handle:
-        return handle.read()
+        data: bytes = handle.read()
+    return data
 
 
 def load_item(item: CorpusItem, canvas: CanvasConfig) -> np.ndarray:

@@ -161,7 +161,8 @@ def generator_attrs(cfg: GenerateConfig, items: list[CorpusItem]) -> dict[str, o
 
 def _plain(value: object) -> dict[str, object]:
     """JSON round trip: tuples -> lists, as the attributes read back."""
-    return json.loads(json.dumps(value))
+    plain: dict[str, object] = json.loads(json.dumps(value))
+    return plain
 
 
 def store_info(cfg: GenerateConfig, items: list[CorpusItem], teacher: TeacherSpec,
@@ -245,6 +246,9 @@ def config_differences(attrs: dict[str, object], layout: StoreLayout,
 
 
 # -- per-shard work ----------------------------------------------------------------------
+Batch = dict[str, np.ndarray | list[str]]
+"""A shard's arrays by name, ``[n, ...]`` each (``key``/``source``: lists of str)."""
+
 @dataclass(frozen=True)
 class DecodedShard:
     """Step 1 output: the shard's decodable items and their canvases, and the skips."""
@@ -283,7 +287,7 @@ def decode_shard(plan: ShardPlan, canvas: CanvasConfig) -> DecodedShard:
 
 
 def simulate_shard(decoded: DecodedShard, raw: np.ndarray, ctx: ShardContext,
-                   on_sample: Callable[[], object] | None = None) -> dict[str, object]:
+                   on_sample: Callable[[], object] | None = None) -> Batch:
     """Teacher outputs (n, H, W) -> the shard's batch (array name -> [n, ...]);
     ``on_sample`` is called after each sample (progress)."""
     rows = []
@@ -311,11 +315,12 @@ def finish_shard(decoded: DecodedShard, raw: np.ndarray, teacher_seconds: float,
     """Simulate the LiDAR for every sample, write the whole shard, commit it."""
     inject_faults(decoded.shard, ctx.fault)
     start = time.perf_counter()
-    batch = simulate_shard(decoded, raw, ctx, on_sample) if decoded.items else {}
+    batch: Batch = simulate_shard(decoded, raw, ctx, on_sample) if decoded.items else {}
     simulated = time.perf_counter()
     store = SampleStore.open(ctx.store, mode="r+")
-    extra = {"density": [round(float(np.count_nonzero(d)) / d.size, 6)
-                         for d in batch.get("sparse_depth", [])]}
+    sparse = np.asarray(batch.get("sparse_depth", np.zeros((0, 1, 1))))
+    extra: dict[str, object] = {"density": [round(float(np.count_nonzero(d)) / d.size, 6)
+                                            for d in sparse]}
     write_shard(store, decoded.shard, batch, skipped=decoded.skipped, extra=extra)
     seconds = {"decode": decoded.seconds, "teacher": teacher_seconds,
                "simulate": simulated - start, "write": time.perf_counter() - simulated}

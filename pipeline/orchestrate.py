@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray.actor import ActorHandle
@@ -57,6 +57,9 @@ from pipeline.sensors import SensorSpec
 from pipeline.teacher import Teacher, TeacherConfig, TeacherSpec, resolve_teacher
 
 log = logging.getLogger(__name__)
+
+Actor = ActorHandle[Any]
+Ref = ray.ObjectRef[Any]
 
 POLL_S = 0.5
 """How often the driver refreshes the progress bar and checks the lease."""
@@ -100,12 +103,12 @@ class RaySession:
     def __init__(self, owned: bool, reaper: subprocess.Popen[bytes] | None = None) -> None:
         self.owned = owned
         self._reaper = reaper
-        self._actors: tuple[tuple[object, ...], list[ActorHandle]] | None = None
+        self._actors: tuple[tuple[object, ...], list[Actor]] | None = None
 
     @classmethod
     @contextmanager
     def open(cls, address: str | None = None,
-             num_cpus: float | None = None) -> Iterator[RaySession]:
+             num_cpus: int | None = None) -> Iterator[RaySession]:
         """The session for ``address`` (None = embedded Ray with ``num_cpus`` CPUs)."""
         session = cls._connect(address, num_cpus)
         try:
@@ -114,7 +117,7 @@ class RaySession:
             session.close()
 
     @classmethod
-    def _connect(cls, address: str | None, num_cpus: float | None) -> RaySession:
+    def _connect(cls, address: str | None, num_cpus: int | None) -> RaySession:
         if ray.is_initialized():
             return cls(owned=False)
         quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
@@ -125,7 +128,7 @@ class RaySession:
         return cls(owned=True, reaper=start_reaper())
 
     def teacher_actors(self, spec: TeacherSpec, cfg: GenerateConfig,
-                       res: Resources) -> list[ActorHandle]:
+                       res: Resources) -> list[Actor]:
         """Teacher actors for ``spec`` with ``res``: this session's, or new ones."""
         key = (spec, cfg.teacher_run, res.actors, res.actor_gpus, res.actor_cpus,
                cfg.run.retries)
@@ -177,14 +180,14 @@ class ShardProgress:
 
 
 @ray.remote
-def _decode_task(plan: ShardPlan, canvas: Any, board: ActorHandle) -> DecodedShard:
+def _decode_task(plan: ShardPlan, canvas: Any, board: Actor) -> DecodedShard:
     ray.get(board.start.remote("decode", plan.shard))  # counted before anything can fail
     return decode_shard(plan, canvas)
 
 
 @ray.remote
 def _finish_task(decoded: DecodedShard, taught: tuple[Any, float], ctx: ShardContext,
-                 board: ActorHandle) -> ShardResult:
+                 board: Actor) -> ShardResult:
     ray.get(board.start.remote("finish", decoded.shard))  # counted before anything can fail
     raw, seconds = taught
     return finish_shard(decoded, raw, seconds, ctx,
@@ -222,17 +225,18 @@ class Resources:
 
 def plan_resources(cfg: GenerateConfig) -> Resources:
     """Teacher actors on GPUs when the cluster has them (CPU otherwise)."""
-    gpus = ray.cluster_resources().get("GPU", 0.0)
+    cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    gpus = cluster.get("GPU", 0.0)
     use_gpu = gpus > 0 and cfg.teacher_run.device != "cpu"
     actors = cfg.run.teacher_actors or (int(gpus) if use_gpu else 1)
     actor_cpus = cfg.run.teacher_cpus if cfg.run.teacher_cpus is not None else (
         0.5 if use_gpu else 1.0)
-    cpus = ray.cluster_resources().get("CPU", 1.0)
+    cpus = cluster.get("CPU", 1.0)
     in_flight = cfg.run.max_in_flight or max(2, 2 * int(cpus - actors * actor_cpus) + 2 * actors)
     return Resources(actors, 1.0 if use_gpu else 0.0, actor_cpus, in_flight)
 
 
-def embedded_cpus(cfg: GenerateConfig) -> float:
+def embedded_cpus(cfg: GenerateConfig) -> int:
     """Logical CPUs of an embedded Ray: the workers plus the teacher actors' reservations."""
     workers = cfg.run.workers or os.cpu_count() or 1
     reserve = (cfg.run.teacher_cpus if cfg.run.teacher_cpus is not None else 1.0)
@@ -240,7 +244,7 @@ def embedded_cpus(cfg: GenerateConfig) -> float:
 
 
 def new_teacher_actors(spec: TeacherSpec, cfg: GenerateConfig,
-                       res: Resources) -> list[ActorHandle]:
+                       res: Resources) -> list[Actor]:
     options = {"num_cpus": res.actor_cpus, "num_gpus": res.actor_gpus,
                "max_restarts": cfg.run.retries, "max_task_retries": cfg.run.retries}
     threads = max(1, int(res.actor_cpus))
@@ -303,7 +307,7 @@ def _generate(cfg: GenerateConfig, job: JobPlan, lease: StoreLease,
               session: RaySession) -> GenerateSummary:
     res = plan_resources(cfg)
     actors = session.teacher_actors(job.spec, cfg, res)
-    precision = ray.get(actors[0].precision.remote())
+    precision = cast(str, ray.get(actors[0].precision.remote()))
     info = store_info(cfg, job.items, job.spec, precision, job.sensor)
     store = open_or_create(cfg, job.layout, info)
     lease.renew()  # creating a store rewrites its folder, lease included
@@ -317,21 +321,21 @@ def _generate(cfg: GenerateConfig, job: JobPlan, lease: StoreLease,
     return summary
 
 
-def _submit(plan: ShardPlan, actor: ActorHandle, board: ActorHandle, ctx: ShardContext,
-            cfg: GenerateConfig) -> ray.ObjectRef:
+def _submit(plan: ShardPlan, actor: Actor, board: Actor, ctx: ShardContext,
+            cfg: GenerateConfig) -> Ref:
     cpu = {"num_cpus": 1, "max_retries": cfg.run.retries, "retry_exceptions": [OSError]}
     decoded = _decode_task.options(**cpu).remote(plan, cfg.canvas, board)
-    taught = actor.infer.remote(decoded)
+    taught: Ref = actor.infer.remote(decoded)
     return _finish_task.options(**cpu).remote(decoded, taught, ctx, board)
 
 
-def _run_shards(plans: list[ShardPlan], actors: list[ActorHandle], ctx: ShardContext,
+def _run_shards(plans: list[ShardPlan], actors: list[Actor], ctx: ShardContext,
                 cfg: GenerateConfig, res: Resources, summary: GenerateSummary,
                 check_lease: Callable[[], None]) -> None:
     queue = list(reversed(plans))
-    in_flight: dict[ray.ObjectRef, ShardPlan] = {}
+    in_flight: dict[Ref, ShardPlan] = {}
     finished: dict[int, int] = {}
-    board = ray.remote(num_cpus=0)(ShardProgress).remote()
+    board = cast(Actor, ray.remote(num_cpus=0)(ShardProgress).remote())
     total = sum(len(p.items) for p in plans)
     try:
         with tqdm(total=total, unit="sample", desc="generate", disable=not cfg.run.progress,
@@ -347,7 +351,8 @@ def _run_shards(plans: list[ShardPlan], actors: list[ActorHandle], ctx: ShardCon
                     plan = in_flight.pop(ref)
                     summary.add(ray.get(ref))
                     finished[plan.shard] = len(plan.items)
-                simulated, summary.tasks_retried = ray.get(board.snapshot.remote())
+                simulated, summary.tasks_retried = cast(tuple[dict[int, int], int],
+                                                        ray.get(board.snapshot.remote()))
                 _show(bar, finished, simulated, summary)
                 check_lease()
     finally:
