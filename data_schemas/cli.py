@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from data_schemas.quicklook import montage, write_png
 from data_schemas.errors import StoreError
+from data_schemas.quicklook import montage, write_png
 from data_schemas.sample_store import Sample, SampleStore
 from data_schemas.store_stats import store_summary
 from data_schemas.validate import validate

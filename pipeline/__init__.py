@@ -7,8 +7,9 @@ The data flow, one module per stage:
 * ``camera``, ``mesh``, ``pose``, ``sensors``, ``lidar``, ``raycast``, ``simulate``: metric
   depth, sampled intrinsics, a mesh, a LiDAR mount and preset, the ray-cast scan;
 * ``generate``: the job's config, the store it writes and the per-shard work;
-* ``orchestrate``: the job on Ray (a ``RaySession``, teacher actors, CPU tasks, the
-  store lease, progress); ``ray_reaper`` ends an embedded Ray with its driver;
+* ``job``: one generate job (plan, store lease, skip a complete store, summary);
+* ``orchestrate``: its pending shards on Ray (a ``RaySession``, teacher actors, CPU tasks,
+  progress); ``ray_reaper`` ends an embedded Ray with its driver;
 * ``teach``: full-resolution teacher maps of KITTI images for stage-2 fine-tuning;
 * ``cli`` (options derived from the config dataclasses by ``config_options``);
   ``seeding`` (per-sample random streams), ``synthetic`` / ``quicklook`` (analytic scenes

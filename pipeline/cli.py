@@ -102,7 +102,7 @@ def stdout_to_stderr() -> Iterator[None]:
 
 
 def _generate(as_json: bool, **values: Any) -> None:
-    from pipeline.orchestrate import run_generate
+    from pipeline.job import run_generate
 
     cfg = build_config(GenerateConfig, GENERATE_OPTIONS, values)
     with stdout_to_stderr():

@@ -1,8 +1,5 @@
-"""Run ``dmd3c generate`` on Ray: CPU tasks for decode and simulate+write, teacher actors.
-
-A job first plans without Ray (corpus listing, shard plan, teacher and sensor resolved),
-takes the store's lease (:mod:`data_schemas.lease`), and returns at once when the store is
-already complete with the same config. Otherwise it runs in a :class:`RaySession`.
+"""Run the pending shards of a ``dmd3c generate`` job (:mod:`pipeline.job`) on Ray: CPU
+tasks for decode and simulate+write, teacher actors, in a :class:`RaySession`.
 
 Per pending shard the driver submits ``decode -> teacher actor -> finish`` as a chain of
 object references, so Ray overlaps the stages of different shards (GPU teacher while
@@ -36,10 +33,9 @@ import ray
 from ray.actor import ActorHandle
 from tqdm import tqdm
 
-from data_schemas import SampleStore, StoreLayout
-from data_schemas.errors import ConfigError, InputError
+from data_schemas.errors import ConfigError
 from data_schemas.lease import StoreLease
-from pipeline.corpus import CorpusItem, ShardPlan, list_corpus, plan_shards
+from pipeline.corpus import ShardPlan
 from pipeline.generate import (
     DecodedShard,
     GenerateConfig,
@@ -47,14 +43,13 @@ from pipeline.generate import (
     ShardContext,
     ShardResult,
     decode_shard,
-    existing_store,
     finish_shard,
     open_or_create,
     store_info,
 )
+from pipeline.job import JobPlan
 from pipeline.ray_reaper import start_reaper
-from pipeline.sensors import SensorSpec
-from pipeline.teacher import Teacher, TeacherConfig, TeacherSpec, resolve_teacher
+from pipeline.teacher import Teacher, TeacherConfig, TeacherSpec
 
 log = logging.getLogger(__name__)
 
@@ -252,55 +247,17 @@ def new_teacher_actors(spec: TeacherSpec, cfg: GenerateConfig,
             for _ in range(res.actors)]
 
 
-# -- the job -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class JobPlan:
-    """What a job is, resolved before anything starts: read-only, no Ray, no model."""
-
-    spec: TeacherSpec
-    sensor: SensorSpec
-    items: list[CorpusItem]
-    plans: list[ShardPlan]
-    layout: StoreLayout
-
-
-def plan_job(cfg: GenerateConfig) -> JobPlan:
-    """Resolve teacher, sensor and corpus; user errors surface here, before any write."""
-    spec = resolve_teacher(cfg.teacher)
-    sensor = cfg.sensor.load()
-    items = list_corpus(cfg.corpus)
-    if not items:
-        raise InputError(f"the corpus {list(cfg.corpus.roots)} has no file matching "
-                         f"{list(cfg.corpus.include)} (--corpus / --include / --exclude)")
-    plans = plan_shards(items, cfg.shard_size)
-    layout = StoreLayout(cfg.canvas.height, cfg.canvas.width, len(plans), cfg.shard_size)
-    return JobPlan(spec, sensor, items, plans, layout)
-
-
-def run_generate(cfg: GenerateConfig, session: RaySession | None = None) -> GenerateSummary:
-    """Generate (or resume) the store of ``cfg``; returns the summary.
-
-    Runs in ``session`` when given (several jobs may share one), else in a session opened
-    for this job only. A store already complete with this config returns without Ray.
-    """
-    started = time.perf_counter()
-    job = plan_job(cfg)
-    with StoreLease(cfg.store, "dmd3c generate", break_lease=cfg.run.break_lease) as lease:
-        existing = existing_store(cfg, job.layout, job.items, job.spec, job.sensor)
-        if existing is not None and not existing.pending_shards:
-            log.info("%s: complete with this config; nothing to do", cfg.store)
-            summary = GenerateSummary(cfg.store, len(job.plans), len(job.plans), up_to_date=True)
-        elif session is not None:
-            summary = _generate(cfg, job, lease, session)
-        else:
-            address = parse_address(cfg.run.address)
-            if address:
-                check_reachable(address)
-            with RaySession.open(address, None if address else embedded_cpus(cfg)) as own:
-                summary = _generate(cfg, job, lease, own)
-        summary.count_store(SampleStore.open(cfg.store))
-    summary.wall_s = time.perf_counter() - started
-    return summary
+# -- the job on Ray ----------------------------------------------------------------------
+def generate_on_ray(cfg: GenerateConfig, job: JobPlan, lease: StoreLease,
+                    session: RaySession | None = None) -> GenerateSummary:
+    """Write the pending shards of ``job`` in ``session`` (or a session of its own)."""
+    if session is not None:
+        return _generate(cfg, job, lease, session)
+    address = parse_address(cfg.run.address)
+    if address:
+        check_reachable(address)
+    with RaySession.open(address, None if address else embedded_cpus(cfg)) as own:
+        return _generate(cfg, job, lease, own)
 
 
 def _generate(cfg: GenerateConfig, job: JobPlan, lease: StoreLease,

@@ -24,7 +24,8 @@ from data_schemas.errors import StoreBusyError
 from data_schemas.lease import LEASE_NAME, LeaseRecord
 from pipeline.corpus import key_to_name
 from pipeline.generate import FaultInjection, GenerateSummary, RunConfig
-from pipeline.orchestrate import RaySession, run_generate
+from pipeline.job import run_generate
+from pipeline.orchestrate import RaySession
 from tests.pipeline.generate_fixtures import (
     add_bad_files,
     make_corpus,
