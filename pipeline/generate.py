@@ -204,7 +204,7 @@ def open_or_create(cfg: GenerateConfig, layout: StoreLayout, info: StoreInfo) ->
     location = StoreLocation.parse(cfg.store)
     if not location.exists("zarr.json") or cfg.run.overwrite:
         clear_store(location)
-        return create_store(cfg.store, layout, info, overwrite=True)
+        return create_store(cfg.store, layout, info)
     store = SampleStore.open(cfg.store, mode="r+")
     check_same_config(store, layout, info)
     return store
@@ -248,6 +248,7 @@ def config_differences(attrs: dict[str, object], layout: StoreLayout,
 # -- per-shard work ----------------------------------------------------------------------
 Batch = dict[str, np.ndarray | list[str]]
 """A shard's arrays by name, ``[n, ...]`` each (``key``/``source``: lists of str)."""
+
 
 @dataclass(frozen=True)
 class DecodedShard:

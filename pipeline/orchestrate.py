@@ -16,7 +16,6 @@ all its data is written, so a retry or a re-run simply rewrites it.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import socket
@@ -50,8 +49,6 @@ from pipeline.generate import (
 from pipeline.job import JobPlan
 from pipeline.ray_reaper import start_reaper
 from pipeline.teacher import Teacher, TeacherConfig, TeacherSpec
-
-log = logging.getLogger(__name__)
 
 Actor = ActorHandle[Any]
 Ref = ray.ObjectRef[Any]
