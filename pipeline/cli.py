@@ -12,11 +12,11 @@ from data_schemas import DEFAULT_SHARD_SIZE
 from pipeline.corpus import DEFAULT_INCLUDE, CanvasConfig, CorpusConfig
 from pipeline.simulate import SimConfig
 from pipeline.teacher import DEFAULT_TEACHER, TeacherConfig
+from pipeline.teachers.registry import TEACHERS
 
-_TEACHER_HELP = ("Registry name (depth-anything-v2-small|base|large, "
-                 "depth-anything-v2-metric-indoor|outdoor-small|base|large, tiny-random = "
-                 "random-weight test teacher), a local folder (save_pretrained / "
-                 "huggingface-cli download) or a hub id.")
+_TEACHER_HELP = (f"Registry name ({', '.join(TEACHERS)}; tiny-random = random-weight test "
+                 f"teacher), a local folder (save_pretrained / huggingface-cli download) or a "
+                 f"hub id of a transformers depth model.")
 
 Teacher = Annotated[str, typer.Option("--teacher", help=_TEACHER_HELP)]
 InputSize = Annotated[int, typer.Option(
@@ -26,7 +26,14 @@ TeacherBatch = Annotated[int, typer.Option("--teacher-batch-size", min=1,
                                            help="Images per teacher forward pass.")]
 Device = Annotated[str, typer.Option("--teacher-device", help="auto | cpu | cuda.")]
 Precision = Annotated[str, typer.Option(
-    "--teacher-precision", help="auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16.")]
+    "--teacher-precision", help="fp32 (default: the official inference) | bf16 | fp16 (opt-in: "
+    "faster on GPU, ~1e-3 to 1e-2 relative difference).")]
+PosEmbed = Annotated[str, typer.Option(
+    "--teacher-pos-embed", help="DINOv2 position-embedding interpolation: official | "
+    "transformers.")]
+Prompt = Annotated[str, typer.Option(
+    "--teacher-prompt", help="Depth prompt of Prompt Depth Anything: none | lidar (each "
+    "image's KITTI LiDAR map, velodyne_raw).")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace an existing store made with a different config.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress",
@@ -60,7 +67,9 @@ def generate_command(
     input_size: InputSize = 518,
     teacher_batch: TeacherBatch = 4,
     device: Device = "auto",
-    precision: Precision = "auto",
+    precision: Precision = "fp32",
+    pos_embed: PosEmbed = "official",
+    prompt: Prompt = "none",
     address: Annotated[str | None, typer.Option(
         "--address", help="Ray cluster (host:port, ray://host:port, auto). Default: "
         "RAY_ADDRESS, else an embedded single-node Ray.")] = None,
@@ -94,7 +103,8 @@ def generate_command(
         corpus=CorpusConfig(tuple(corpus or ("builtin",)), tuple(include or DEFAULT_INCLUDE),
                             tuple(exclude or ())),
         canvas=CanvasConfig(height, width), teacher=teacher,
-        teacher_run=TeacherConfig(input_size, teacher_batch, device, precision),
+        teacher_run=TeacherConfig(input_size, teacher_batch, device, precision, pos_embed,
+                                  prompt),
         sensor=SensorChoice(sensor, beams), sim=SimConfig(backend=backend), seed=seed,
         shard_size=shard_size,
         run=RunConfig(address=address, workers=workers, teacher_actors=teacher_actors,
@@ -125,18 +135,29 @@ def teach_command(
     input_size: InputSize = 518,
     teacher_batch: TeacherBatch = 4,
     device: Device = "auto",
-    precision: Precision = "auto",
+    precision: Precision = "fp32",
+    pos_embed: PosEmbed = "official",
+    prompt: Prompt = "none",
     overwrite: Overwrite = False,
     progress: Progress = True,
+    align: Annotated[str, typer.Option(
+        "--align", help="none | lidar: also store each map fitted to its frame's LiDAR "
+        "(robust affine fit; metric depth + scale, shift, inliers, residual).")] = "none",
 ) -> None:
     """Store teacher outputs of KITTI images at full resolution, keyed by image path."""
     from pipeline.teach import KITTI_IMAGES, TeachConfig, run_teach
 
     summary = run_teach(TeachConfig(
-        kitti, out, teacher, TeacherConfig(input_size, teacher_batch, device, precision),
-        tuple(include or KITTI_IMAGES), overwrite, progress))
+        kitti, out, teacher, TeacherConfig(input_size, teacher_batch, device, precision,
+                                           pos_embed, prompt),
+        tuple(include or KITTI_IMAGES), overwrite, progress, align))
     typer.echo(f"teacher maps {summary.out}: {summary.written} written, {summary.already} "
                f"already complete, {summary.seconds:.1f} s")
+    if align == "lidar":
+        typer.echo(f"aligned to LiDAR: {summary.written - len(summary.unaligned)}, unaligned "
+                   f"{len(summary.unaligned)}")
+    for key, why in {**summary.unaligned, **summary.skipped}.items():
+        typer.echo(f"  {key}: {why}")
 
 
 def register(app: typer.Typer) -> None:

@@ -33,12 +33,19 @@ from pipeline.generate import (
     GenerateSummary,
     ShardContext,
     ShardResult,
+    TeacherFeed,
     decode_shard,
     finish_shard,
     open_or_create,
     store_info,
 )
-from pipeline.teacher import Teacher, TeacherConfig, TeacherSpec, resolve_teacher
+from pipeline.teacher import (
+    Teacher,
+    TeacherConfig,
+    TeacherSpec,
+    check_teacher_inputs,
+    resolve_teacher,
+)
 
 
 # -- Ray connection ----------------------------------------------------------------------
@@ -86,8 +93,8 @@ def ray_session(address: str | None, num_cpus: float | None) -> Iterator[None]:
 
 # -- Ray workers -------------------------------------------------------------------------
 @ray.remote
-def _decode_task(plan: ShardPlan, canvas: object) -> DecodedShard:
-    return decode_shard(plan, canvas)  # type: ignore[arg-type]
+def _decode_task(plan: ShardPlan, canvas: object, feed: object) -> DecodedShard:
+    return decode_shard(plan, canvas, feed)  # type: ignore[arg-type]
 
 
 @ray.remote
@@ -109,7 +116,7 @@ class TeacherActor:
 
     def infer(self, decoded: DecodedShard) -> tuple[object, float]:
         start = time.perf_counter()
-        raw = self.teacher.predict(decoded.rgb)
+        raw = self.teacher.predict(decoded.rgb, decoded.focal_px, decoded.prompt)
         return raw, time.perf_counter() - start
 
     def precision(self) -> str:
@@ -172,6 +179,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateSummary:
     """Generate (or resume) the store of ``cfg``; returns the summary."""
     started = time.perf_counter()
     spec = resolve_teacher(cfg.teacher)
+    check_teacher_inputs(spec, cfg.teacher_run)
     sensor = cfg.sensor.load()
     items = list_corpus(cfg.corpus)
     if not items:
@@ -190,7 +198,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateSummary:
         pending = [p for p in plans if not store.is_committed(p.shard)]
         summary = GenerateSummary(cfg.store, len(plans), shards_resumed=len(plans) - len(pending))
         ctx = ShardContext(cfg.store, spec.output_kind, sensor, cfg.sim, cfg.intrinsics,
-                           cfg.metric, cfg.seed, cfg.run.fault)
+                           cfg.metric, cfg.seed, cfg.run.fault, TeacherFeed.for_job(cfg, spec))
         work_start = time.perf_counter()
         _run_shards(pending, actors, ctx, cfg, res, summary)
         summary.work_s = time.perf_counter() - work_start
@@ -200,7 +208,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateSummary:
 
 def _submit(plan: ShardPlan, actor: object, ctx: ShardContext, cfg: GenerateConfig) -> object:
     cpu = {"num_cpus": 1, "max_retries": cfg.run.retries, "retry_exceptions": [OSError]}
-    decoded = _decode_task.options(**cpu).remote(plan, cfg.canvas)
+    decoded = _decode_task.options(**cpu).remote(plan, cfg.canvas, ctx.feed)
     taught = actor.infer.remote(decoded)  # type: ignore[attr-defined]
     return _finish_task.options(**cpu).remote(decoded, taught, ctx)
 
