@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -242,7 +242,8 @@ def _finish(group: zarr.Group, items: list[CorpusItem], writer: _Writer) -> None
     """Root ``keys`` (every complete map) and ``unaligned`` (all runs so far)."""
     group.attrs["keys"] = [item.key for item in items if is_complete(group, item.key)]
     if writer.cfg.align == "lidar":
-        unaligned = dict(group.attrs.get("unaligned") or {})  # type: ignore[call-overload]
+        stored = group.attrs.get("unaligned")
+        unaligned: dict[str, JSON] = dict(stored) if isinstance(stored, Mapping) else {}
         unaligned.update(writer.unaligned)
         group.attrs["unaligned"] = unaligned
     if writer.skipped:

@@ -8,7 +8,8 @@ Relative teachers are affine-invariant in *disparity*, so their fit is
 exact ``z_pred - z_lidar`` of the current fit, so ``delta`` means metres in both spaces; a
 point whose fitted disparity is <= 0 gets weight 0). A final least-squares refit on the inliers
 (``|r| <= delta``) removes the bounded but non-zero pull that Huber weights leave to gross
-outliers (LiDAR points seen through foreground edges, reflections). Frames with fewer than
+outliers (LiDAR points seen through foreground edges, reflections), repeated until the inlier
+set no longer changes (at most 3 times). Frames with fewer than
 ``min_points`` returns keep their unaligned map.
 """
 
@@ -54,10 +55,13 @@ def depth_residual(x: np.ndarray, z: np.ndarray, scale: float, shift: float,
                    space: DepthSpace) -> np.ndarray:
     """Predicted minus LiDAR depth (m); +inf where a disparity fit predicts <= 0."""
     pred = scale * x + shift
+    residual: np.ndarray
     if space == "depth":
-        return pred - z
+        residual = pred - z
+        return residual
     with np.errstate(divide="ignore"):
-        return np.where(pred > 0, 1.0 / np.where(pred > 0, pred, 1.0) - z, np.inf)
+        residual = np.where(pred > 0, 1.0 / np.where(pred > 0, pred, 1.0) - z, np.inf)
+    return residual
 
 
 def robust_affine(x: np.ndarray, z: np.ndarray, space: DepthSpace,
@@ -70,13 +74,25 @@ def robust_affine(x: np.ndarray, z: np.ndarray, space: DepthSpace,
         r = np.abs(depth_residual(x, z, scale, shift, space))
         weights = np.where(r <= cfg.delta_m, 1.0, cfg.delta_m / np.maximum(r, 1e-12))
         scale, shift = _weighted_line(x, y, weights)
-    inliers = np.abs(depth_residual(x, z, scale, shift, space)) <= cfg.delta_m
-    if inliers.sum() >= 2:
-        scale, shift = _weighted_line(x[inliers], y[inliers], np.ones(int(inliers.sum())))
+    scale, shift = _refit_inliers(x, y, z, space, (scale, shift), cfg)
     r = np.abs(depth_residual(x, z, scale, shift, space))
     inliers = r <= cfg.delta_m
     rms = float(np.sqrt(np.mean(r[inliers] ** 2))) if inliers.any() else float("nan")
     return LidarFit(space, scale, shift, len(x), int(inliers.sum()), rms)
+
+
+def _refit_inliers(x: np.ndarray, y: np.ndarray, z: np.ndarray, space: DepthSpace,
+                   line: tuple[float, float], cfg: AlignConfig,
+                   rounds: int = 3) -> tuple[float, float]:
+    """Least squares on the inliers of ``line``, repeated until the inlier set is stable."""
+    inliers = np.zeros(len(x), bool)
+    for _ in range(rounds):
+        now = np.abs(depth_residual(x, z, *line, space)) <= cfg.delta_m
+        if now.sum() < 2 or np.array_equal(now, inliers):
+            break
+        inliers = now
+        line = _weighted_line(x[inliers], y[inliers], np.ones(int(inliers.sum())))
+    return line
 
 
 def lidar_pairs(teacher: np.ndarray, sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +110,8 @@ def apply_fit(teacher: np.ndarray, fit: LidarFit, cfg: AlignConfig = AlignConfig
         with np.errstate(divide="ignore"):
             pred = np.where(pred > 0, 1.0 / np.where(pred > 0, pred, 1.0), 0.0)
     valid = (pred > 0) & (pred <= cfg.max_depth_m) & (teacher > 0)
-    return np.where(valid, pred, 0.0).astype(np.float32)
+    depth: np.ndarray = np.where(valid, pred, 0.0).astype(np.float32)
+    return depth
 
 
 def fit_to_lidar(teacher: np.ndarray, sparse: np.ndarray, space: DepthSpace,

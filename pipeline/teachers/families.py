@@ -139,7 +139,7 @@ def zoedepth_pixels(rgb: np.ndarray, device: str) -> tuple[torch.Tensor, tuple[i
     h, w = rgb.shape[1:3]
     ph, pw = int(math.sqrt(h / 2) * ZOE_PAD_FACTOR), int(math.sqrt(w / 2) * ZOE_PAD_FACTOR)
     x = F.pad(_unit_rgb(rgb, device), (pw, pw, ph, ph), mode="reflect")
-    x = F.interpolate(x, zoedepth_network_size(x.shape[-2:]), mode="bilinear",
+    x = F.interpolate(x, zoedepth_network_size((x.shape[-2], x.shape[-1])), mode="bilinear",
                       align_corners=True)
     return _normalise(x, (0.5,) * 3, (0.5,) * 3), (ph, pw)
 
@@ -153,8 +153,10 @@ def zoedepth(model: torch.nn.Module, batch: Batch, rt: Runtime) -> torch.Tensor:
 
 
 def depth_pro_network_size(model: torch.nn.Module) -> int:
-    config = model.config
-    return round(config.patch_size / min(config.scaled_images_ratios))
+    """The square input of the patch encoder: ``patch_size / min(scaled_images_ratios)``."""
+    config: object = getattr(model, "config", None)
+    patch, ratios = getattr(config, "patch_size", 0), getattr(config, "scaled_images_ratios", ())
+    return round(int(patch) / min(float(r) for r in ratios))
 
 
 def depth_pro(model: torch.nn.Module, batch: Batch, rt: Runtime) -> torch.Tensor:
@@ -172,7 +174,8 @@ def depth_pro(model: torch.nn.Module, batch: Batch, rt: Runtime) -> torch.Tensor
                          "length of every image")
     inverse = F.interpolate(out.predicted_depth.float()[:, None], (h, w), mode="bilinear",
                             align_corners=False)[:, 0]
-    return 1.0 / (inverse * (w / focal.view(-1, 1, 1))).clamp(1e-4, 1e4)
+    depth: torch.Tensor = 1.0 / (inverse * (w / focal.view(-1, 1, 1))).clamp(1e-4, 1e4)
+    return depth
 
 
 Forward = Callable[[torch.nn.Module, Batch, Runtime], torch.Tensor]

@@ -44,10 +44,12 @@ def official_pos_encoding(position_embeddings: torch.Tensor, num_patches: int, h
 
 def _interpolate(self: torch.nn.Module, embeddings: torch.Tensor, height: int,
                  width: int) -> torch.Tensor:
-    patch = self.patch_embeddings.patch_size  # type: ignore[union-attr]
-    patch = patch[0] if isinstance(patch, (tuple, list)) else patch
-    return official_pos_encoding(self.position_embeddings, embeddings.shape[1] - 1,  # type: ignore[arg-type]
-                                 height, width, int(patch))
+    patch: object = getattr(self.patch_embeddings, "patch_size", None)
+    size = patch[0] if isinstance(patch, (tuple, list)) else patch
+    if not isinstance(size, int) or not isinstance(self.position_embeddings, torch.Tensor):
+        raise TypeError(f"not a DINOv2 embeddings module: {type(self).__name__}")
+    return official_pos_encoding(self.position_embeddings, embeddings.shape[1] - 1, height,
+                                 width, size)
 
 
 def use_official_pos_embed(model: torch.nn.Module) -> bool:

@@ -38,7 +38,8 @@ def fill_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:
         (~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     lut = np.zeros(int(labels.max()) + 1, np.float32)
     lut[labels[known]] = values[known]
-    return lut[labels]
+    filled: np.ndarray = lut[labels]
+    return filled
 
 
 def sparse_to_canvas(sparse: np.ndarray, box: tuple[int, int, int, int], height: int,

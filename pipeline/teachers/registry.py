@@ -113,13 +113,16 @@ TEACHERS: dict[str, TeacherSpec] = _registry()
 # -- what a config says ------------------------------------------------------------------
 def family_of(config: dict[str, object], where: str) -> str:
     """The supported family of a config dict; a clear error for anything else."""
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto import configuration_auto
     from transformers.models.auto.modeling_auto import MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES
 
     model_type = str(config.get("model_type", ""))
     if model_type not in MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES:
-        names = config.get("architectures") or [CONFIG_MAPPING_NAMES.get(model_type, "?")]
-        raise InputError(f"{where}: {', '.join(map(str, names))} (model_type {model_type!r}) is "
+        architectures = config.get("architectures")
+        config_classes: dict[str, str] = getattr(configuration_auto, "CONFIG_MAPPING_NAMES", {})
+        names = [str(a) for a in architectures] if isinstance(architectures, list) else [
+            config_classes.get(model_type, "?")]
+        raise InputError(f"{where}: {', '.join(names)} (model_type {model_type!r}) is "
                          f"not a depth-estimation model; AutoModelForDepthEstimation loads "
                          f"{', '.join(MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES)}")
     if model_type not in NEEDS:

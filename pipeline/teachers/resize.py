@@ -79,7 +79,7 @@ def _resize_axis(x: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
 
 
 def cubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(..., H, W) float -> (..., h, w): OpenCV ``INTER_CUBIC`` (horizontal pass first, as OpenCV)."""
+    """(..., H, W) float -> (..., h, w) as OpenCV ``INTER_CUBIC`` (horizontal pass first)."""
     if x.shape[-2:] == tuple(size):
         return x
     return _resize_axis(_resize_axis(x, size[1], x.dim() - 1), size[0], x.dim() - 2)

@@ -7,52 +7,60 @@ so that the random networks give image-dependent outputs rather than near-consta
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from pipeline.teachers.resize import PATCH
 
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
 DINO_STAGES = ["stage1", "stage2", "stage3", "stage4"]
+DPT_SIZES: dict[str, Any] = dict(reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8)
 
 
-def _dinov2(**overrides: object) -> dict[str, object]:
-    config: dict[str, object] = dict(
+def _dinov2(**overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = dict(
         model_type="dinov2", hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
         intermediate_size=64, patch_size=PATCH, image_size=56)
     config.update(overrides)
     return config
 
 
-def _dpt_sizes() -> dict[str, object]:
-    return dict(reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-                fusion_hidden_size=16, head_hidden_size=8)
+def _dinov2_backbone() -> PretrainedConfig:
+    from transformers import Dinov2Config
+
+    settings = _dinov2(out_features=DINO_STAGES, reshape_hidden_states=False)
+    settings.pop("model_type")
+    return Dinov2Config(**settings)
 
 
-def depth_anything_config(metric: bool = False, max_depth: int = 20) -> object:
-    from transformers import DepthAnythingConfig, Dinov2Config
+def depth_anything_config(metric: bool = False, max_depth: int = 20) -> PretrainedConfig:
+    from transformers import DepthAnythingConfig
 
-    backbone = Dinov2Config(**_dinov2(out_features=DINO_STAGES, reshape_hidden_states=False))
-    extra = dict(depth_estimation_type="metric", max_depth=max_depth) if metric else dict(
-        depth_estimation_type="relative")
-    return DepthAnythingConfig(backbone_config=backbone, **_dpt_sizes(), **extra)
+    extra: dict[str, Any] = dict(depth_estimation_type="metric", max_depth=max_depth) if metric \
+        else dict(depth_estimation_type="relative")
+    return DepthAnythingConfig(backbone_config=_dinov2_backbone(), **DPT_SIZES, **extra)
 
 
-def prompt_depth_anything_config() -> object:
-    from transformers import Dinov2Config, PromptDepthAnythingConfig
+def prompt_depth_anything_config() -> PretrainedConfig:
+    from transformers import PromptDepthAnythingConfig
 
-    backbone = Dinov2Config(**_dinov2(out_features=DINO_STAGES, reshape_hidden_states=False))
-    return PromptDepthAnythingConfig(backbone_config=backbone, **_dpt_sizes(),
+    return PromptDepthAnythingConfig(backbone_config=_dinov2_backbone(), **DPT_SIZES,
                                      depth_estimation_type="metric", max_depth=1)
 
 
-def zoedepth_config() -> object:
+def zoedepth_config() -> PretrainedConfig:
     from transformers import BeitConfig, ZoeDepthConfig
 
-    backbone = BeitConfig(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=4,
-                          num_attention_heads=2, intermediate_size=64,
-                          use_relative_position_bias=True, reshape_hidden_states=False,
-                          out_features=DINO_STAGES)
+    backbone: dict[str, Any] = dict(
+        image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+        intermediate_size=64, use_relative_position_bias=True, reshape_hidden_states=False,
+        out_features=DINO_STAGES)
     bins = [{"n_bins": 8, "min_depth": 0.001, "max_depth": 80.0, "name": "kitti"}]
-    return ZoeDepthConfig(backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32],
+    return ZoeDepthConfig(backbone_config=BeitConfig(**backbone), neck_hidden_sizes=[8, 16, 32, 32],
                           fusion_hidden_size=16, bottleneck_features=16, bin_embedding_dim=8,
                           num_relative_features=8, num_attractors=[4, 2, 2, 1],
                           bin_configurations=bins, num_patch_transformer_layers=1,
@@ -61,7 +69,7 @@ def zoedepth_config() -> object:
                           patch_transformer_num_attention_heads=2)
 
 
-def depth_pro_config() -> object:
+def depth_pro_config() -> PretrainedConfig:
     from transformers import DepthProConfig
 
     sub = _dinov2(num_hidden_layers=2, patch_size=8, image_size=32)
@@ -90,14 +98,15 @@ def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model
 
 
-def tiny_model(config: object, seed: int = 0) -> torch.nn.Module:
+def tiny_model(config: PretrainedConfig, seed: int = 0) -> torch.nn.Module:
     """The ``AutoModelForDepthEstimation`` model of ``config`` with seeded random weights."""
     from transformers import AutoModelForDepthEstimation
 
     torch.manual_seed(seed)
-    model = randomise(AutoModelForDepthEstimation.from_config(config), seed)
+    model: torch.nn.Module = AutoModelForDepthEstimation.from_config(config)  # type: ignore[no-untyped-call]
+    randomise(model, seed)
     head = getattr(model, "head", None)
-    if config.model_type == "depth_anything" and head is not None:  # type: ignore[attr-defined]
+    if config.model_type == "depth_anything" and head is not None:
         with torch.no_grad():  # positive, image-dependent "disparity" rather than ReLU zeros
             head.conv3.bias.fill_(1.0)
     return model.eval()
