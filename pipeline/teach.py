@@ -152,8 +152,9 @@ def _inputs(spec: TeacherSpec, cfg: TeachConfig, run: list[CorpusItem],
     if FOCAL in spec.needs:
         found = [focal_px(item.source) for item in run]
         if any(f is None for f in found):
-            log.warning("no KITTI calibration for some images: Depth Pro uses its own FoV")
-        focal = None if any(f is None for f in found) else np.array(found, np.float64)
+            log.warning("no KITTI calibration for %d image(s): Depth Pro uses its own field "
+                        "of view for them", sum(f is None for f in found))
+        focal = np.array([np.nan if f is None else f for f in found], np.float64)
     needs_lidar = PROMPT in spec.needs or cfg.align == "lidar"
     lidar = [frame_lidar(item, hw) if needs_lidar else None for item in run]
     return _Inputs(focal, lidar)
@@ -234,8 +235,8 @@ def _teach_batch(teacher: Teacher, writer: _Writer, run: list[CorpusItem],
               if PROMPT in teacher.spec.needs else None)
     focal = None if inputs.focal is None else inputs.focal[keep]
     for j, values in zip(keep, teacher.predict(rgb[keep], focal, prompt), strict=True):
-        writer.write(run[j], values, inputs.lidar[j],
-                     None if inputs.focal is None else float(inputs.focal[j]))
+        given = None if inputs.focal is None or np.isnan(inputs.focal[j]) else inputs.focal[j]
+        writer.write(run[j], values, inputs.lidar[j], None if given is None else float(given))
 
 
 def _finish(group: zarr.Group, items: list[CorpusItem], writer: _Writer) -> None:

@@ -55,7 +55,8 @@ class Batch:
     rgb: np.ndarray
     """(B, H, W, 3) uint8."""
     focal_px: np.ndarray | None = None
-    """(B,) horizontal focal length (px) at the RGB's resolution; Depth Pro only."""
+    """(B,) horizontal focal length (px) at the RGB's resolution, NaN = unknown (Depth Pro
+    then uses its own field-of-view estimate for that image)."""
     prompt: np.ndarray | None = None
     """(B, H, W) float32 sparse metric depth (m, 0 = none) at the RGB's resolution."""
 
@@ -74,7 +75,8 @@ class Runtime:
 
 def _unit_rgb(rgb: np.ndarray, device: str) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(0, 3, 1, 2).float() / 255
+    array = rgb if rgb.flags.writeable and rgb.flags.c_contiguous else np.array(rgb)
+    return torch.from_numpy(array).to(device).permute(0, 3, 1, 2).float() / 255
 
 
 def _normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -165,13 +167,16 @@ def depth_pro(model: torch.nn.Module, batch: Batch, rt: Runtime) -> torch.Tensor
     x = _normalise(_unit_rgb(batch.rgb, rt.device), (0.5,) * 3, (0.5,) * 3)
     x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False).to(rt.dtype)
     out = model(pixel_values=x)
+    given = torch.full((len(x),), float("nan"), device=rt.device)
     if batch.focal_px is not None:
-        focal = torch.as_tensor(batch.focal_px, dtype=torch.float32, device=rt.device)
-    elif out.field_of_view is not None:
-        focal = 0.5 * w / torch.tan(0.5 * torch.deg2rad(out.field_of_view.float()))
-    else:
-        raise InputError("this Depth Pro model has no field-of-view head: it needs the focal "
-                         "length of every image")
+        given = torch.as_tensor(batch.focal_px, dtype=torch.float32, device=rt.device)
+    focal = given
+    if given.isnan().any():
+        if out.field_of_view is None:
+            raise InputError("this Depth Pro model has no field-of-view head: it needs the "
+                             "focal length of every image")
+        own = 0.5 * w / torch.tan(0.5 * torch.deg2rad(out.field_of_view.float().view(-1)))
+        focal = torch.where(given.isnan(), own, given)
     inverse = F.interpolate(out.predicted_depth.float()[:, None], (h, w), mode="bilinear",
                             align_corners=False)[:, 0]
     depth: torch.Tensor = 1.0 / (inverse * (w / focal.view(-1, 1, 1))).clamp(1e-4, 1e4)

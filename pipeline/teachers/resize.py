@@ -66,16 +66,22 @@ def cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return index, np.stack([w0, w1, w2, w3], axis=1).astype(np.float32)
 
 
+def cubic_matrix(n_in: int, n_out: int, device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """(n_out, n_in) sparse resampling matrix of :func:`cubic_taps` (border taps summed)."""
+    index, weight = cubic_taps(n_in, n_out)
+    rows = np.repeat(np.arange(n_out), 4)
+    coords = torch.from_numpy(np.stack([rows, index.ravel()]))
+    values = torch.from_numpy(weight.ravel()).to(dtype)
+    matrix = torch.sparse_coo_tensor(coords, values, (n_out, n_in), check_invariants=False)
+    return matrix.coalesce().to(device)
+
+
 def _resize_axis(x: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
-    index, weight = cubic_taps(x.shape[dim], n_out)
-    idx = torch.from_numpy(index).to(x.device)
-    w = torch.from_numpy(weight).to(x.device, x.dtype)
-    taps = x.index_select(dim, idx.reshape(-1))
-    shape = list(x.shape)
-    shape[dim:dim + 1] = [n_out, 4]
-    w_shape = [1] * len(shape)
-    w_shape[dim:dim + 2] = [n_out, 4]
-    return (taps.reshape(shape) * w.reshape(w_shape)).sum(dim + 1)
+    moved = x.movedim(dim, 0)
+    matrix = cubic_matrix(moved.shape[0], n_out, x.device, x.dtype)
+    out = torch.sparse.mm(matrix, moved.reshape(moved.shape[0], -1))
+    return out.reshape(n_out, *moved.shape[1:]).movedim(0, dim)
 
 
 def cubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

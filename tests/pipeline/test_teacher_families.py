@@ -141,6 +141,9 @@ def test_depth_pro_depth_is_proportional_to_the_focal_length(folders) -> None:
     np.testing.assert_allclose(far[0][unclamped[0]], 2 * near[0][unclamped[0]], rtol=1e-5)
     np.testing.assert_allclose(far[1][unclamped[1]], 3 * near[1][unclamped[1]], rtol=1e-5)
     assert np.isfinite(own).all() and not np.allclose(own, near)
+    mixed = teacher.predict(rgb, np.array([50.0, np.nan]))  # NaN: that image's own FoV
+    np.testing.assert_allclose(mixed[0], near[0], rtol=1e-5)
+    np.testing.assert_allclose(mixed[1], own[1], rtol=1e-5)
 
 
 def test_prompt_depth_anything_output_scales_with_its_prompt(folders) -> None:
