@@ -80,7 +80,7 @@ def cubic_matrix(n_in: int, n_out: int, device: torch.device,
 def _resize_axis(x: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
     moved = x.movedim(dim, 0)
     matrix = cubic_matrix(moved.shape[0], n_out, x.device, x.dtype)
-    out = torch.sparse.mm(matrix, moved.reshape(moved.shape[0], -1))
+    out: torch.Tensor = torch.sparse.mm(matrix, moved.reshape(moved.shape[0], -1))
     return out.reshape(n_out, *moved.shape[1:]).movedim(0, dim)
 
 
