@@ -23,6 +23,7 @@ from tqdm import tqdm
 from zarr.core.common import JSON
 
 from data_schemas.errors import ConfigError, InputError, InputNotFoundError
+from data_schemas.lease import StoreLease
 from data_schemas.location import StoreLocation
 from data_schemas.teacher_maps import (
     create_teacher_maps,
@@ -62,10 +63,18 @@ class TeachConfig:
     out: str
     """Output teacher-map store (local path or fsspec URL)."""
     teacher: str = DEFAULT_TEACHER
+    """Registry name, local folder (save_pretrained / huggingface-cli download) or hub id."""
     teacher_run: TeacherConfig = field(default_factory=TeacherConfig)
     include: tuple[str, ...] = KITTI_IMAGES
+    """Globs of the RGB images under the root (repeatable; matched from the right of the
+    path): raw image_02/03 and the image/ folders of val_selection_cropped and
+    test_depth_completion_anonymous."""
     overwrite: bool = False
+    """Replace teacher maps made by another teacher."""
     progress: bool = True
+    """Show a progress bar on stderr."""
+    break_lease: bool = False
+    """Take the output store's lease even from a job that looks alive (it must be dead)."""
     align: str = "none"
     """``lidar``: also store each map fitted to its frame's LiDAR (metric, with the fit)."""
     fit: AlignConfig = field(default_factory=AlignConfig)
@@ -208,15 +217,18 @@ def run_teach(cfg: TeachConfig) -> TeachSummary:
     spec = resolve_teacher(cfg.teacher)
     check_teacher_inputs(spec, cfg.teacher_run)
     teacher = Teacher(spec, cfg.teacher_run)
-    group = open_maps(cfg, root_attrs(spec, cfg))
-    todo = [item for item in items if not is_complete(group, item.key)]
-    writer = _Writer(group, spec, cfg)
-    with tqdm(total=len(todo), unit="image", desc="teach", disable=not cfg.progress,
-              file=sys.stderr) as bar:
-        for run, rgb in _batches(todo, cfg.teacher_run.batch_size):
-            _teach_batch(teacher, writer, run, rgb)
-            bar.update(len(run))
-    _finish(group, items, writer)
+    with StoreLease(cfg.out, "dmd3c teach", break_lease=cfg.break_lease) as lease:
+        group = open_maps(cfg, root_attrs(spec, cfg))
+        lease.renew()  # creating the store rewrites its folder, lease included
+        todo = [item for item in items if not is_complete(group, item.key)]
+        writer = _Writer(group, spec, cfg)
+        with tqdm(total=len(todo), unit="image", desc="teach", disable=not cfg.progress,
+                  file=sys.stderr) as bar:
+            for run, rgb in _batches(todo, cfg.teacher_run.batch_size):
+                lease.check()
+                _teach_batch(teacher, writer, run, rgb)
+                bar.update(len(run))
+        _finish(group, items, writer)
     return TeachSummary(cfg.out, writer.written, len(items) - len(todo),
                         time.perf_counter() - start, writer.unaligned, writer.skipped)
 

@@ -29,7 +29,7 @@ from pipeline.generate import (
     open_or_create,
     store_info,
 )
-from pipeline.orchestrate import run_generate
+from pipeline.job import run_generate
 from pipeline.teach import TeachConfig, run_teach
 from pipeline.teacher import (
     TEACHERS,
