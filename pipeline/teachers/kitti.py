@@ -1,6 +1,6 @@
 """The LiDAR map and the calibrated focal length of a KITTI image, found from its path.
 
-Layouts (the same as ``train.kitti.layout``, which ``pipeline`` may not import)::
+Layouts (the same as ``train.datasets.kitti.layout``, which ``pipeline`` may not import)::
 
     <root>/raw/<date>/<drive>/image_0x/data/<frame>.png                   image
     <root>/raw/<date>/<drive>/proj_depth/velodyne_raw/image_0x/<frame>.png  LiDAR (in-drive)
