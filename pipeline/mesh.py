@@ -9,6 +9,12 @@ split along the (r, c)-(r+1, c+1) diagonal:
 A triangle is kept when all three vertices have depth and its depth ratio
 max/min <= 1 + ``max_rel_jump`` (no surfaces invented across depth discontinuities).
 Every ray-cast backend uses exactly these triangles.
+
+A camera's depth map holds nothing behind foreground edges, but a LiDAR mounted elsewhere
+sees there (KITTI: ~3-4 % of the returns in the camera crop). :func:`layered_mesh` adds a
+second grid layer, a *layered depth image*: the background side of every depth discontinuity
+extended under the foreground (see :func:`background_layer`). Both layers use the same
+triangulation and culling, so the layered mesh is still exact for every backend.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 
+from data_schemas.errors import ConfigError, InputError
 from data_schemas.geometry import parse_depth, parse_intrinsics, pixel_rays
 
 MeshMethod = Literal["grid", "poisson"]
@@ -39,7 +47,8 @@ class GridMesh:
     @property
     def hw(self) -> tuple[int, int]:
         """Image size (H, W)."""
-        return self.inv_depth.shape  # type: ignore[return-value]
+        h, w = self.inv_depth.shape
+        return int(h), int(w)
 
 
 @dataclass(frozen=True)
@@ -58,18 +67,44 @@ class TriangleMesh:
             raise ValueError(f"faces must be (F, 3), got {self.faces.shape}")
 
 
+@dataclass(frozen=True)
+class LayeredGridMesh:
+    """The camera's grid mesh plus a background layer behind its depth discontinuities."""
+
+    front: GridMesh
+    """What the camera sees."""
+    back: GridMesh
+    """The background extended under foreground edges (0 = no vertex); same K and culling."""
+
+    @property
+    def layers(self) -> tuple[GridMesh, GridMesh]:
+        return self.front, self.back
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.front.hw
+
+    @property
+    def K(self) -> np.ndarray:
+        return self.front.K
+
+
+AnyMesh = GridMesh | LayeredGridMesh | TriangleMesh
+
+
 def parse_mesh_method(method: str) -> MeshMethod:
     """``"grid"`` (default, no invented surfaces) or ``"poisson"`` (open3d, smooth)."""
-    if method not in MESH_METHODS:
-        raise ValueError(f"unknown mesh method {method!r}; allowed: {', '.join(MESH_METHODS)}")
-    return method  # type: ignore[return-value]
+    for allowed in MESH_METHODS:
+        if method == allowed:
+            return allowed
+    raise ConfigError(f"unknown mesh method {method!r}; allowed: {', '.join(MESH_METHODS)}")
 
 
 def grid_mesh(depth: np.ndarray, K: np.ndarray, max_rel_jump: float = 0.1) -> GridMesh:
     """(H, W) metric depth (0 = no data) + (3, 3) K -> ``GridMesh``."""
     depth = parse_depth(depth)
     if not max_rel_jump > 0:
-        raise ValueError(f"max_rel_jump must be > 0, got {max_rel_jump}")
+        raise ConfigError(f"max_rel_jump must be > 0, got {max_rel_jump}")
     inv = np.zeros_like(depth)
     np.divide(1.0, depth, out=inv, where=depth > 0)
     return GridMesh(inv_depth=inv, K=parse_intrinsics(K), max_rel_jump=float(max_rel_jump))
@@ -96,13 +131,86 @@ def grid_faces(mesh: GridMesh) -> np.ndarray:
     return np.concatenate([upper, lower]).astype(np.int32)
 
 
-def grid_to_triangles(mesh: GridMesh) -> TriangleMesh:
-    """Explicit ``TriangleMesh`` of a ``GridMesh`` (vertices of pixels without depth are unused)."""
+def grid_to_triangles(mesh: GridMesh | LayeredGridMesh) -> TriangleMesh:
+    """Explicit ``TriangleMesh`` of a grid mesh (vertices of pixels without depth are unused).
+
+    A layered mesh gives the union of its layers' triangles.
+    """
+    if isinstance(mesh, LayeredGridMesh):
+        parts = [grid_to_triangles(layer) for layer in mesh.layers]
+        offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+        return TriangleMesh(
+            np.concatenate([p.vertices for p in parts]),
+            np.concatenate([p.faces + o for p, o in zip(parts, offsets, strict=True)]).astype(
+                np.int32),
+        )
     q = mesh.inv_depth
     depth = np.zeros_like(q)
     np.divide(1.0, q, out=depth, where=q > 0)
     vertices = (pixel_rays(q.shape, mesh.K) * depth[..., None]).reshape(-1, 3)
     return TriangleMesh(vertices=vertices.astype(np.float32), faces=grid_faces(mesh))
+
+
+def as_triangles(mesh: AnyMesh) -> TriangleMesh:
+    """Any mesh as an explicit triangle soup (what the Embree and open3d backends build)."""
+    return mesh if isinstance(mesh, TriangleMesh) else grid_to_triangles(mesh)
+
+
+def occluded_edge_pixels(q: np.ndarray, max_rel_jump: float) -> np.ndarray:
+    """(H, W) bool: pixels on the far side of a culled depth jump to a 4-neighbour."""
+    scaled = q * np.float32(1.0 + max_rel_jump)
+    valid = q > 0
+    edge = np.zeros(q.shape, bool)
+    edge[:, 1:] |= valid[:, 1:] & (q[:, :-1] > scaled[:, 1:])
+    edge[:, :-1] |= valid[:, :-1] & (q[:, 1:] > scaled[:, :-1])
+    edge[1:] |= valid[1:] & (q[:-1] > scaled[1:])
+    edge[:-1] |= valid[:-1] & (q[1:] > scaled[:-1])
+    return edge
+
+
+def _window_min(values: np.ndarray, band_px: tuple[int, int], block: int) -> np.ndarray:
+    """Minimum over a (2 rows + 1) x (2 cols + 1) window around each pixel, on ``block`` x
+    ``block`` blocks (the window grows by up to ``block`` - 1 px; 1/block^2 of the work)."""
+    h, w = values.shape
+    hb, wb = -(-h // block), -(-w // block)
+    padded = np.full((hb * block, wb * block), np.inf, np.float32)
+    padded[:h, :w] = values
+    blocks = padded.reshape(hb, block, -1).min(axis=1).reshape(hb, wb, block).min(axis=2)
+    size = (2 * (-(-band_px[1] // block)) + 1, 2 * (-(-band_px[0] // block)) + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, size)
+    eroded = cv2.erode(blocks, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+    return cv2.resize(eroded, (wb * block, hb * block), interpolation=cv2.INTER_NEAREST)[:h, :w]
+
+
+def background_layer(
+    q: np.ndarray, max_rel_jump: float, band_px: tuple[int, int], block: int = 4
+) -> np.ndarray:
+    """(H, W) inverse depth of the background extended under foreground edges, 0 elsewhere.
+
+    Every pixel within about ``band_px`` (rows, cols) of the far side of a depth discontinuity
+    and in front of it gets the inverse depth of the farthest such far-side pixel in that
+    window (a grey erosion, computed on ``block`` x ``block`` blocks); the far-side pixels keep
+    their own, so the layer joins the visible background. Everything else (and sky) has no
+    vertex.
+    """
+    edge = occluded_edge_pixels(q, max_rel_jump)
+    if not edge.any() or min(band_px) < 0:
+        return np.zeros_like(q)
+    far_side = np.full(q.shape, np.inf, np.float32)
+    far_side[edge] = q[edge]
+    extended = _window_min(far_side, band_px, block)
+    extended *= np.float32(1.0 + max_rel_jump)
+    under = q > extended  # in front of the extended background (never where it is inf)
+    back = np.zeros_like(q)
+    back[under] = extended[under] / np.float32(1.0 + max_rel_jump)
+    back[edge] = q[edge]
+    return back
+
+
+def layered_mesh(mesh: GridMesh, band_px: tuple[int, int]) -> LayeredGridMesh:
+    """``mesh`` plus its background layer (:func:`background_layer`) as one layered mesh."""
+    back = background_layer(mesh.inv_depth, mesh.max_rel_jump, band_px)
+    return LayeredGridMesh(mesh, GridMesh(back, mesh.K, mesh.max_rel_jump))
 
 
 def poisson_mesh(
@@ -114,7 +222,7 @@ def poisson_mesh(
     depth = parse_depth(depth)
     points = (pixel_rays(depth.shape, K) * depth[..., None])[depth > 0]
     if len(points) < 16:
-        raise ValueError(f"poisson meshing needs >= 16 points with depth, got {len(points)}")
+        raise InputError(f"poisson meshing needs >= 16 points with depth, got {len(points)}")
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
     pcd.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=16))
     pcd.orient_normals_towards_camera_location(np.zeros(3))
@@ -133,11 +241,11 @@ def build_mesh(
     return grid_mesh(depth, K, max_rel_jump)
 
 
-def save_ply(mesh: GridMesh | TriangleMesh, path: str | Path) -> Path:
+def save_ply(mesh: AnyMesh, path: str | Path) -> Path:
     """Write a mesh (camera frame, metres) to ``path`` as .ply through open3d; returns the path."""
     import open3d as o3d
 
-    tri = grid_to_triangles(mesh) if isinstance(mesh, GridMesh) else mesh
+    tri = as_triangles(mesh)
     o3d_mesh = o3d.geometry.TriangleMesh(
         o3d.utility.Vector3dVector(tri.vertices.astype(np.float64)),
         o3d.utility.Vector3iVector(tri.faces.astype(np.int32)),
