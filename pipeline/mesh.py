@@ -172,14 +172,13 @@ def _window_min(values: np.ndarray, band_px: tuple[int, int], block: int) -> np.
     """Minimum over a (2 rows + 1) x (2 cols + 1) window around each pixel, on ``block`` x
     ``block`` blocks (the window grows by up to ``block`` - 1 px; 1/block^2 of the work)."""
     h, w = values.shape
-    hb, wb = -(-h // block), -(-w // block)
-    padded = np.full((hb * block, wb * block), np.inf, np.float32)
-    padded[:h, :w] = values
-    blocks = padded.reshape(hb, block, -1).min(axis=1).reshape(hb, wb, block).min(axis=2)
+    inf = {"borderType": cv2.BORDER_CONSTANT, "borderValue": np.inf}
+    blocks = cv2.erode(values, np.ones((block, block), np.uint8), anchor=(0, 0), **inf)
+    blocks = np.ascontiguousarray(blocks[::block, ::block])
     size = (2 * (-(-band_px[1] // block)) + 1, 2 * (-(-band_px[0] // block)) + 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, size)
-    eroded = cv2.erode(blocks, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
-    return cv2.resize(eroded, (wb * block, hb * block), interpolation=cv2.INTER_NEAREST)[:h, :w]
+    eroded = cv2.erode(blocks, cv2.getStructuringElement(cv2.MORPH_RECT, size), **inf)
+    full = (eroded.shape[1] * block, eroded.shape[0] * block)
+    return cv2.resize(eroded, full, interpolation=cv2.INTER_NEAREST)[:h, :w]
 
 
 def background_layer(

@@ -8,8 +8,8 @@ completion's bottom-centre 352 x 1216 window.
 
 Laser rings: a KITTI ``.bin`` stores the scan laser by laser, top laser first, and each laser's
 sweep runs from azimuth 0 (straight ahead) round to 0 again, wrapping at +-180 deg *inside*
-the laser. A new laser therefore starts where the azimuth crosses 0 upwards (from < 0 to >= 0
-between consecutive points), not where it wraps: the wrap rule splits every laser at the back
+the laser. A new laser therefore starts where the azimuth crosses 0 upwards (from < 0, -0.0
+included, to >= +0.0 between consecutive points), not where it wraps: the wrap rule splits every laser at the back
 and glues the rear half of laser l to the front half of laser l + 1 (65 segments for 64 lasers,
 with a ~0.3-0.5 deg elevation step in the middle of the camera view). Checked on six KITTI
 scans from different drives: 64 rings each, and every ring fits one laser exactly
@@ -61,8 +61,8 @@ class KittiFrame:
 def rings_from_scan_order(points: np.ndarray) -> np.ndarray:
     """(N, >=2) KITTI points in scan order -> (N,) int64 laser index (see module docstring)."""
     azimuth = np.arctan2(points[:, 1], points[:, 0])
-    step = np.diff(azimuth)
-    starts = (azimuth[:-1] < 0) & (azimuth[1:] >= 0) & (np.abs(step) < np.pi)
+    negative = np.signbit(azimuth)  # a laser's last returns may sit at azimuth -0.0
+    starts = negative[:-1] & ~negative[1:] & (np.abs(np.diff(azimuth)) < np.pi)
     return np.concatenate([[0], np.cumsum(starts)]).astype(np.int64)
 
 

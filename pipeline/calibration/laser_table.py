@@ -17,7 +17,7 @@ and its apparent azimuth is ``a + asin(h_l / rho)``. The fit, per ring of the sc
    fires on every second lattice point, with a one-point step about every 7 firings;
    ``G`` = 360 / N for the whole N near 360 / (median short interval between consecutive
    points of a ring) that puts the rings best on one lattice;
-2. horizontal offset ``h_l``: the value (0.5 mm grid, +-10 cm) that puts the corrected
+2. horizontal offset ``h_l``: the value (+-10 cm, to 0.05 mm) that puts the corrected
    azimuths ``a = azimuth - asin(h / rho)`` best on the lattice (circular concentration);
    the laser's phase = the circular mean of ``a`` modulo ``G`` (its azimuth offset);
 3. elevation and vertical offset: least squares of the line above (residual ~1 mm);
@@ -89,18 +89,27 @@ def lattice_concentration(corrected_deg: np.ndarray, lattice_deg: float) -> comp
     return complex(np.mean(np.exp(2j * np.pi * corrected_deg / lattice_deg)))
 
 
+def _best_offset(azimuth: np.ndarray, rho: np.ndarray, lattice_deg: float,
+                 candidates: np.ndarray) -> tuple[float, complex]:
+    """The candidate h with the most concentrated corrected azimuths, and that mean."""
+    means = [lattice_concentration(np.degrees(azimuth - np.arcsin(np.clip(h / rho, -1, 1))),
+                                   lattice_deg) for h in candidates]
+    best = int(np.argmax(np.abs(means)))
+    return float(candidates[best]), means[best]
+
+
 def fit_horizontal_offset(
-    azimuth: np.ndarray, rho: np.ndarray, lattice_deg: float
+    azimuth: np.ndarray, rho: np.ndarray, lattice_deg: float, search_points: int = 500
 ) -> tuple[float, float]:
-    """(h, phase): sideways emitter offset (m) and lattice phase (deg, in [0, G))."""
-    best_h, best_z = 0.0, 0j
-    for h in HORIZONTAL_OFFSET_SEARCH_M:
-        z = lattice_concentration(np.degrees(azimuth - np.arcsin(np.clip(h / rho, -1, 1))),
-                                  lattice_deg)
-        if abs(z) > abs(best_z):
-            best_h, best_z = float(h), z
-    phase = (math.atan2(best_z.imag, best_z.real) / (2 * math.pi) * lattice_deg) % lattice_deg
-    return best_h, phase
+    """(h, phase): sideways emitter offset (m) and lattice phase (deg, in [0, G)).
+
+    A coarse search (0.5 mm steps over +-10 cm) on an even subsample of ``search_points``
+    returns, then a fine one (0.05 mm steps over +-1 mm) on all of them.
+    """
+    every = max(1, len(azimuth) // search_points)
+    h, _ = _best_offset(azimuth[::every], rho[::every], lattice_deg, HORIZONTAL_OFFSET_SEARCH_M)
+    h, z = _best_offset(azimuth, rho, lattice_deg, h + np.arange(-0.001, 0.00101, 0.00005))
+    return h, (math.atan2(z.imag, z.real) / (2 * math.pi) * lattice_deg) % lattice_deg
 
 
 def fit_vertical(rho_prime: np.ndarray, z: np.ndarray) -> tuple[float, float, float]:

@@ -128,14 +128,16 @@ def walk_cells(segments: TraceSegments, cell_px: int, grid_hw: tuple[int, int]) 
     s_split = np.clip((border - position[split]) / rate[split], s_exit[split], s_enter[split])
     first_part_exit = s_exit.copy()
     first_part_exit[split] = s_split
-    seg, major_cell = np.r_[seg, seg[split]], np.r_[major_cell, major_cell[split]]
-    minor_cell = np.r_[minor_enter, minor_exit[split]]
+    seg = np.concatenate([seg, seg[split]])
+    major_cell = np.concatenate([major_cell, major_cell[split]])
+    minor_cell = np.concatenate([minor_enter, minor_exit[split]])
     rows_first = along_rows[seg]
     rows = np.where(rows_first, major_cell, minor_cell)
     cols = np.where(rows_first, minor_cell, major_cell)
     return CellVisits(seg, np.clip(rows, 0, grid_hw[0] - 1).astype(np.intp),
                       np.clip(cols, 0, grid_hw[1] - 1).astype(np.intp),
-                      np.r_[s_enter, s_split], np.r_[first_part_exit, s_exit[split]])
+                      np.concatenate([s_enter, s_split]),
+                      np.concatenate([first_part_exit, s_exit[split]]))
 
 
 @dataclass(frozen=True)
@@ -150,33 +152,15 @@ class CellTrace:
     s_exit: np.ndarray
 
 
-@dataclass(frozen=True)
-class TrianglePlane:
-    """Inverse depth over one triangle per visit: q = q_corner + dq_dx * x + dq_dy * y."""
-
-    q_corner: np.ndarray
-    dq_dx: np.ndarray
-    dq_dy: np.ndarray
-    kept: np.ndarray
-    """The triangle exists (all vertices valid, depth ratio within the culling limit)."""
-    side: float
-    """+1: upper triangle (x >= y), -1: lower triangle (y >= x)."""
-
-
-def plane_hits(plane: TrianglePlane, trace: CellTrace) -> np.ndarray:
-    """Solve q(x(s), y(s)) = s on each visit's triangle; -inf where the hit is not in it."""
-    numerator = plane.q_corner + plane.dq_dx * trace.x_inf + plane.dq_dy * trace.y_inf
-    denominator = 1.0 - plane.dq_dx * trace.dx_ds - plane.dq_dy * trace.dy_ds
-    solvable = np.abs(denominator) > 1e-12
-    s = numerator / np.where(solvable, denominator, 1.0)
-    in_cell = (s <= trace.s_enter * (1 + S_TOLERANCE)) & (s >= trace.s_exit * (1 - S_TOLERANCE))
-    off_diagonal = (trace.x_inf - trace.y_inf) + (trace.dx_ds - trace.dy_ds) * s
-    on_side = plane.side * off_diagonal >= -DIAGONAL_TOLERANCE_PX
-    return np.where(plane.kept & solvable & in_cell & on_side, s, -np.inf)
-
-
 def cell_hits(mesh: GridMesh, segments: TraceSegments, visits: CellVisits) -> np.ndarray:
-    """(P,) inverse depth of the nearest hit of each visit in its cell's two triangles, -inf."""
+    """(P,) inverse depth of the nearest hit of each visit in its cell's two triangles, -inf.
+
+    In cell-local pixels (x = u - col, y = v - row) the upper triangle (x >= y) has
+    q = q_tl + (q_tr - q_tl) x + (q_br - q_tr) y and the lower one (y >= x)
+    q = q_tl + (q_br - q_bl) x + (q_bl - q_tl) y; along the trace x = x_inf + dx_ds s (same
+    for y), so each hit solves one linear equation in s, kept when the triangle exists, the
+    hit lies in the visit's s-interval and on the triangle's side of the diagonal.
+    """
     w = mesh.inv_depth.shape[1]
     q = mesh.inv_depth.ravel()
     corner = visits.row * w + visits.col
@@ -185,11 +169,25 @@ def cell_hits(mesh: GridMesh, segments: TraceSegments, visits: CellVisits) -> np
     trace = CellTrace(segments.u_inf[seg] - visits.col, segments.v_inf[seg] - visits.row,
                       segments.du_ds[seg], segments.dv_ds[seg], visits.s_enter, visits.s_exit)
     rel = mesh.max_rel_jump
-    upper = TrianglePlane(q_tl, q_tr - q_tl, q_br - q_tr,
-                          triangle_keep(q_tl, q_tr, q_br, rel), 1.0)
-    lower = TrianglePlane(q_tl, q_br - q_bl, q_bl - q_tl,
-                          triangle_keep(q_tl, q_br, q_bl, rel), -1.0)
-    return np.maximum(plane_hits(upper, trace), plane_hits(lower, trace))
+    upper = plane_hits(q_tl, q_tr - q_tl, q_br - q_tr, triangle_keep(q_tl, q_tr, q_br, rel),
+                       1.0, trace)
+    lower = plane_hits(q_tl, q_br - q_bl, q_bl - q_tl, triangle_keep(q_tl, q_br, q_bl, rel),
+                       -1.0, trace)
+    return np.maximum(upper, lower)
+
+
+def plane_hits(q_corner: np.ndarray, dq_dx: np.ndarray, dq_dy: np.ndarray, kept: np.ndarray,
+               side: float, trace: CellTrace) -> np.ndarray:
+    """Solve q_corner + dq_dx x(s) + dq_dy y(s) = s on one triangle per visit; -inf where the
+    triangle does not exist or the hit is not in it (``side``: +1 upper, -1 lower)."""
+    numerator = q_corner + dq_dx * trace.x_inf + dq_dy * trace.y_inf
+    denominator = 1.0 - dq_dx * trace.dx_ds - dq_dy * trace.dy_ds
+    solvable = np.abs(denominator) > 1e-12
+    s = numerator / np.where(solvable, denominator, 1.0)
+    in_cell = (s <= trace.s_enter * (1 + S_TOLERANCE)) & (s >= trace.s_exit * (1 - S_TOLERANCE))
+    off_diagonal = (trace.x_inf - trace.y_inf) + (trace.dx_ds - trace.dy_ds) * s
+    on_side = side * off_diagonal >= -DIAGONAL_TOLERANCE_PX
+    return np.where(kept & solvable & in_cell & on_side, s, -np.inf)
 
 
 @dataclass(frozen=True)
@@ -235,13 +233,15 @@ def tile_visits(segments: TraceSegments, tile_px: int, tiles_hw: tuple[int, int]
 
 
 def candidate_segments(
-    segments: TraceSegments, tiles: CellVisits, bounds: TileBounds, s_floor: np.ndarray
+    segments: TraceSegments, tiles: CellVisits, bounds: TileBounds, s_floor: np.ndarray | None
 ) -> TraceSegments:
     """Pieces of segments in tiles whose q-range meets their s-range above ``s_floor`` (per
-    ray: the nearest hit so far), narrowed to that overlap."""
+    ray: the nearest hit so far; None = no hit yet), narrowed to that overlap."""
     tile = tiles.row * bounds.q_max.shape[1] + tiles.col
     q_hi, q_lo = bounds.q_max.ravel()[tile], bounds.q_min.ravel()[tile]
-    s_low = np.maximum(np.maximum(tiles.s_exit, q_lo), s_floor[segments.ray[tiles.segment]])
+    s_low = np.maximum(tiles.s_exit, q_lo)
+    if s_floor is not None:
+        np.maximum(s_low, s_floor[segments.ray[tiles.segment]], out=s_low)
     s_high = np.minimum(tiles.s_enter, q_hi)
     keep = np.flatnonzero(s_high >= s_low)
     return segments.take(tiles.segment[keep], s_high[keep], s_low[keep])
@@ -280,8 +280,8 @@ class ScreenSpaceCaster:
         segments = TraceSegments.of_traces(traces, np.flatnonzero(traces.ok))
         tiles = tile_visits(segments, self._bounds[0].tile_px, self._bounds[0].q_max.shape)
         best = np.full(len(dirs), -np.inf)
-        for layer, bounds in zip(self.layers, self._bounds, strict=True):
-            pieces = candidate_segments(segments, tiles, bounds, best)
+        for i, (layer, bounds) in enumerate(zip(self.layers, self._bounds, strict=True)):
+            pieces = candidate_segments(segments, tiles, bounds, best if i else None)
             np.maximum(best, layer_hits(layer, pieces, len(dirs)), out=best)
         hit = np.flatnonzero(best > 0)
         t = s_to_t(best[hit], origins[hit, 2], dirs[hit, 2])
