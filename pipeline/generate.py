@@ -43,12 +43,12 @@ from pipeline.corpus import (
     corpus_fingerprint,
     load_item,
 )
-from pipeline.sensors import SensorSpec, load_sensor
+from pipeline.sensors import SensorSpec, load_sensor, sensor_table_deg
 from pipeline.simulate import SimConfig, simulate
 from pipeline.teacher import DEFAULT_TEACHER, TeacherConfig, TeacherSpec
 
 GENERATOR_NAME = "dmd3c.generate"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 """Bumped when the per-sample computation changes meaning (part of the store identity)."""
 
 
@@ -169,11 +169,12 @@ def store_info(cfg: GenerateConfig, items: list[CorpusItem], teacher: TeacherSpe
 def sensor_attrs(preset: str, sensor: SensorSpec) -> dict[str, object]:
     """The store's ``sensor`` attribute, angles in degrees as in the preset files."""
     return {"preset": preset, "name": sensor.name, "beams": sensor.beams,
-            "elevations_deg": [round(math.degrees(e), 4) for e in sensor.elevations_rad],
+            **sensor_table_deg(sensor),
             "azimuth_step_deg": round(math.degrees(sensor.azimuth_step_rad), 6),
             "max_range_m": sensor.max_range_m, "min_range_m": sensor.min_range_m,
             "range_noise_std_m": sensor.range_noise_std_m, "drop_prob": sensor.drop_prob,
-            "drop_prob_per_100m": sensor.drop_prob_per_100m}
+            "drop_prob_per_100m": sensor.drop_prob_per_100m,
+            "returns": None if sensor.returns is None else asdict(sensor.returns)}
 
 
 def open_or_create(cfg: GenerateConfig, layout: StoreLayout, info: StoreInfo) -> SampleStore:
@@ -251,7 +252,8 @@ def simulate_shard(decoded: DecodedShard, raw: np.ndarray,
                    ctx: ShardContext) -> dict[str, object]:
     """Teacher outputs (n, H, W) -> the shard's batch (array name -> [n, ...])."""
     rows = [simulate(raw[i], ctx.teacher_kind, ctx.sensor, ctx.seed, key=item.key,
-                     intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim)
+                     intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim,
+                     rgb=decoded.rgb[i])
             for i, item in enumerate(decoded.items)]
     return {
         "rgb": decoded.rgb,

@@ -18,6 +18,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from data_schemas.geometry import parse_hw, parse_intrinsics, parse_transform
@@ -48,11 +49,11 @@ class RaySet:
 
     def points_cam(self, ranges: np.ndarray) -> np.ndarray:
         """(N,) distances along the rays -> (N, 3) camera-frame points."""
-        return self.origins_cam + ranges[:, None] * self.dirs_cam
+        return np.asarray(self.origins_cam + ranges[:, None] * self.dirs_cam)
 
     def points_lidar(self, ranges: np.ndarray) -> np.ndarray:
         """(N,) distances along the rays -> (N, 3) LiDAR-frame points."""
-        return self.origins_lidar + ranges[:, None] * self.dirs_lidar
+        return np.asarray(self.origins_lidar + ranges[:, None] * self.dirs_lidar)
 
 
 def beam_geometry(
@@ -97,7 +98,7 @@ def _image_border_dirs(K: np.ndarray, hw: tuple[int, int], samples: int = 64) ->
         ]
     )
     d = np.concatenate([border, np.ones((len(border), 1))], 1) @ np.linalg.inv(K).T
-    return d / np.linalg.norm(d, axis=1, keepdims=True)
+    return np.asarray(d / np.linalg.norm(d, axis=1, keepdims=True))
 
 
 def _pole_in_view(K: np.ndarray, hw: tuple[int, int], up_cam: np.ndarray) -> bool:
@@ -265,6 +266,8 @@ def hit_surface(mesh: AnyMesh, points_cam: np.ndarray, dirs_cam: np.ndarray) -> 
     return HitSurface(np.clip(cos, 0.0, 1.0), row, col, unseen)
 
 
+REC709_WEIGHTS = np.array([0.2126, 0.7152, 0.0722])
+"""Linear-light luminance weights of (R, G, B)."""
 _SRGB_TO_LINEAR = np.where(
     np.arange(256) / 255.0 <= 0.04045,
     np.arange(256) / 255.0 / 12.92,
@@ -275,19 +278,37 @@ _SRGB_TO_LINEAR = np.where(
 
 def linear_luminance(rgb: np.ndarray) -> np.ndarray:
     """(..., 3) uint8 sRGB -> (...) float64 linear luminance in [0, 1] (Rec. 709 weights)."""
-    return _SRGB_TO_LINEAR[np.asarray(rgb, np.uint8)] @ np.array([0.2126, 0.7152, 0.0722])
+    return np.asarray(_SRGB_TO_LINEAR[np.asarray(rgb, np.uint8)] @ REC709_WEIGHTS)
+
+
+ILLUMINATION_BLOCK = 8
+"""The local illumination is computed on 8 x 8 pixel blocks."""
+
+
+def local_illumination(rgb: np.ndarray) -> np.ndarray:
+    """(H / 8, W / 8) mean linear luminance over a window of ~1/16 of the image width."""
+    h, w = rgb.shape[:2]
+    b = ILLUMINATION_BLOCK
+    small = cv2.resize(rgb, (max(1, w // b), max(1, h // b)), interpolation=cv2.INTER_AREA)
+    window = max(3, (w // b) // 16) | 1
+    return cv2.blur(linear_luminance(small), (window, window), borderType=cv2.BORDER_REFLECT)
 
 
 def reflectance_proxy(
     model: ReturnModel, surface: HitSurface, rgb: np.ndarray | None
 ) -> np.ndarray:
-    """(N,) reflectance of each hit: from the camera pixel's linear luminance where the camera
-    sees the surface, the model's default elsewhere (or without an image)."""
+    """(N,) reflectance of each hit from the camera image (see ``ReturnModel``); the model's
+    default where the camera does not see the surface (or without an image)."""
     default = np.full(len(surface.row), model.default_reflectance)
     if rgb is None:
         return default
-    luminance = linear_luminance(rgb[surface.row, surface.col])
-    seen = model.reflectance_dark + (model.reflectance_bright - model.reflectance_dark) * luminance
+    illumination = local_illumination(rgb)
+    b = ILLUMINATION_BLOCK
+    local = illumination[np.minimum(surface.row // b, illumination.shape[0] - 1),
+                         np.minimum(surface.col // b, illumination.shape[1] - 1)]
+    relative = linear_luminance(rgb[surface.row, surface.col]) / np.maximum(local, 1e-3)
+    seen = np.clip(model.reflectance_typical * relative, model.reflectance_dark,
+                   model.reflectance_bright)
     return np.where(surface.unseen, default, seen)
 
 

@@ -30,7 +30,7 @@ from data_schemas.errors import ConfigError, InputError
 from data_schemas.geometry import parse_depth, parse_intrinsics, pixel_rays
 
 MeshMethod = Literal["grid", "poisson"]
-MESH_METHODS = ("grid", "poisson")
+MESH_METHODS: tuple[MeshMethod, ...] = ("grid", "poisson")
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def triangle_keep(
     """Keep mask for triangles with vertex inverse depths q0, q1, q2 (any equal shapes)."""
     lo = np.minimum(np.minimum(q0, q1), q2)
     hi = np.maximum(np.maximum(q0, q1), q2)
-    return (lo > 0) & (hi <= lo * np.float32(1.0 + max_rel_jump))
+    return np.asarray((lo > 0) & (hi <= lo * np.float32(1.0 + max_rel_jump)))
 
 
 def grid_faces(mesh: GridMesh) -> np.ndarray:
@@ -172,13 +172,15 @@ def _window_min(values: np.ndarray, band_px: tuple[int, int], block: int) -> np.
     """Minimum over a (2 rows + 1) x (2 cols + 1) window around each pixel, on ``block`` x
     ``block`` blocks (the window grows by up to ``block`` - 1 px; 1/block^2 of the work)."""
     h, w = values.shape
-    inf = {"borderType": cv2.BORDER_CONSTANT, "borderValue": np.inf}
-    blocks = cv2.erode(values, np.ones((block, block), np.uint8), anchor=(0, 0), **inf)
+    border, inf = cv2.BORDER_CONSTANT, float(np.inf)
+    blocks = cv2.erode(np.asarray(values, np.float32), np.ones((block, block), np.uint8),
+                       anchor=(0, 0), borderType=border, borderValue=inf)
     blocks = np.ascontiguousarray(blocks[::block, ::block])
     size = (2 * (-(-band_px[1] // block)) + 1, 2 * (-(-band_px[0] // block)) + 1)
-    eroded = cv2.erode(blocks, cv2.getStructuringElement(cv2.MORPH_RECT, size), **inf)
+    eroded = cv2.erode(blocks, cv2.getStructuringElement(cv2.MORPH_RECT, size),
+                       borderType=border, borderValue=inf)
     full = (eroded.shape[1] * block, eroded.shape[0] * block)
-    return cv2.resize(eroded, full, interpolation=cv2.INTER_NEAREST)[:h, :w]
+    return np.asarray(cv2.resize(eroded, full, interpolation=cv2.INTER_NEAREST)[:h, :w])
 
 
 def background_layer(
@@ -226,8 +228,8 @@ def poisson_mesh(
     pcd.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=16))
     pcd.orient_normals_towards_camera_location(np.zeros(3))
     mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=octree_depth)
-    dens = np.asarray(dens)
-    mesh.remove_vertices_by_mask(dens < np.quantile(dens, density_quantile))
+    density = np.asarray(dens)
+    mesh.remove_vertices_by_mask(density < np.quantile(density, density_quantile))
     return TriangleMesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.triangles, np.int32))
 
 
@@ -251,6 +253,6 @@ def save_ply(mesh: AnyMesh, path: str | Path) -> Path:
     )
     o3d_mesh.remove_unreferenced_vertices()
     path = Path(path)
-    if not o3d.io.write_triangle_mesh(str(path), o3d_mesh):
+    if not o3d.io.write_triangle_mesh(path, o3d_mesh):
         raise OSError(f"open3d could not write {path}")
     return path

@@ -40,29 +40,38 @@ PER_LASER_FIELDS = ("azimuth_offsets_deg", "vertical_offsets_m", "horizontal_off
 class ReturnModel:
     """When a ray that hits a surface gives a return: a LiDAR link budget, seeded.
 
-    The received signal of a return is ``reflectance * cos(incidence) ** incidence_exponent /
+    The received signal of a hit is ``reflectance * cos(incidence) ** incidence_exponent /
     range ** 2``; it is detected with probability ``1 / (1 + (signal_50 / signal) **
-    steepness)``, where ``signal_50`` is the signal of a target of ``reference_reflectance``
-    at normal incidence and ``reference_range_m`` (detected half of the time). Reflectance is a
-    proxy from the camera image (linear luminance ``L`` in [0, 1]):
-    ``reflectance_dark + (reflectance_bright - reflectance_dark) * L`` (dark pixels return less);
-    surfaces without a camera pixel (behind a foreground edge, or no image given) get
-    ``default_reflectance``.
+    steepness)``. ``signal_50`` follows from the datasheet: a target of ``reference_reflectance``
+    at normal incidence and ``reference_range_m`` is detected with probability
+    ``reference_detection``. A steep curve makes losses structured (whole dark or far surfaces),
+    as in real scans, not salt-and-pepper.
+
+    Reflectance is a proxy from the camera image: the pixel's linear luminance relative to the
+    local illumination (mean luminance over ~1/16 of the image width, so that shadows do not
+    read as dark paint), times ``reflectance_typical``, clipped to [``reflectance_dark``,
+    ``reflectance_bright``]. Surfaces without a camera pixel (behind a foreground edge, or no
+    image given) get ``default_reflectance``.
     """
 
     reference_reflectance: float = 0.10
-    """Reflectance of the datasheet's reference target (HDL-64E S2: pavement, ~10 %)."""
-    reference_range_m: float = 80.0
-    """Range (m) at which that target is detected half of the time."""
-    steepness: float = 2.0
-    """Exponent of the detection curve in the signal (larger = sharper range limit)."""
-    incidence_exponent: float = 0.5
-    """Signal ~ cos(incidence) ** this (1 = Lambertian; rough surfaces scatter back more)."""
+    """Datasheet reference target (HDL-64E S2: pavement, ~10 % reflectivity)."""
+    reference_range_m: float = 50.0
+    """Datasheet range of that target (HDL-64E S2: >= 50 m)."""
+    reference_detection: float = 0.9
+    """Probability with which the datasheet range is taken to hold."""
+    steepness: float = 6.0
+    """Exponent of the detection curve in the signal (6: 10 % -> 90 % over 2.1x in signal)."""
+    incidence_exponent: float = 0.1
+    """Signal ~ cos(incidence) ** this. 1 = Lambertian; rough surfaces (asphalt, foliage) send
+    back nearly as much at grazing incidence (KITTI keeps road returns to ~50 m)."""
+    reflectance_typical: float = 0.2
+    """Reflectance of a surface as bright as its surroundings."""
     reflectance_dark: float = 0.02
-    """Reflectance given to a black pixel (L = 0)."""
-    reflectance_bright: float = 0.60
-    """Reflectance given to a white pixel (L = 1)."""
-    default_reflectance: float = 0.15
+    """Lowest reflectance the proxy gives (black paint, dark glass)."""
+    reflectance_bright: float = 0.8
+    """Highest reflectance the proxy gives (white paint, retro-reflectors)."""
+    default_reflectance: float = 0.2
     """Reflectance where the camera gives none (behind foreground edges, or no image)."""
 
     def __post_init__(self) -> None:
@@ -70,13 +79,16 @@ class ReturnModel:
         bad = [k for k, v in values.items() if not (math.isfinite(v) and v > 0)]
         if bad:
             raise ConfigError(f"return model: {', '.join(bad)} must be finite and > 0")
-        if not self.reflectance_dark <= self.reflectance_bright:
-            raise ConfigError("return model: need reflectance_dark <= reflectance_bright")
+        if not self.reflectance_dark <= self.reflectance_bright or self.reference_detection >= 1:
+            raise ConfigError("return model: need reflectance_dark <= reflectance_bright and "
+                              "reference_detection < 1")
 
     @property
     def signal_50(self) -> float:
         """Signal (reflectance / m^2) detected half of the time."""
-        return self.reference_reflectance / self.reference_range_m**2
+        reference = self.reference_reflectance / self.reference_range_m**2
+        odds = (1.0 - self.reference_detection) / self.reference_detection
+        return float(reference * odds ** (1.0 / self.steepness))
 
 
 @dataclass(frozen=True)

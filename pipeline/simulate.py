@@ -149,7 +149,7 @@ def background_band_px(
     return min(cap, int(np.ceil(rows))), min(cap, int(np.ceil(cols)))
 
 
-def _scene_mesh(
+def scene_mesh(
     depth: np.ndarray, K: np.ndarray, config: SimConfig, T: np.ndarray, sensor: SensorSpec
 ) -> tuple[AnyMesh, float | None]:
     """The mesh to cast against (layered when see-through applies) and its nearest depth."""
@@ -165,10 +165,10 @@ def _scene_mesh(
 def _phase_shift(sensor: SensorSpec, config: SimConfig, rng: np.random.Generator) -> np.ndarray:
     """(L,) seeded per-laser phase shift (rad); always draws L numbers."""
     u = rng.uniform(-1.0, 1.0, sensor.beams)
-    return u * np.radians(config.azimuth_jitter_deg)
+    return np.asarray(u * np.radians(config.azimuth_jitter_deg))
 
 
-def _detection(
+def hit_detection(
     mesh: AnyMesh, rays: RaySet, t_hit: np.ndarray, sensor: SensorSpec, config: SimConfig,
     rgb: np.ndarray | None,
 ) -> np.ndarray | None:
@@ -221,14 +221,14 @@ def simulate_scan(
     T = jitter_mount(parse_transform(T_cam_from_lidar), config.jitter, stream(seed, "mount", key))
     returns_rng = stream(seed, "returns", key)
     phase_shift = _phase_shift(sensor, config, stream(seed, "phases", key))
-    mesh, nearest = _scene_mesh(depth, K, config, T, sensor)
+    mesh, nearest = scene_mesh(depth, K, config, T, sensor)
     if nearest is None:
         return _empty_scan(depth.shape, T, K)
     rays = camera_facing_rays(sensor, K, depth.shape, T, min_depth_m=nearest,
                               phase_shift_rad=phase_shift)
     t_hit = make_caster(config.backend, mesh).cast(rays.origins_cam, rays.dirs_cam,
                                                    sensor.max_range_m)
-    detection = _detection(mesh, rays, t_hit, sensor, config, rgb)
+    detection = hit_detection(mesh, rays, t_hit, sensor, config, rgb)
     ranges = apply_returns(t_hit, sensor, returns_rng, detection)
     hit = np.flatnonzero(np.isfinite(ranges))
     r = ranges[hit, None]

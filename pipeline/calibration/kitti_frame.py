@@ -9,11 +9,11 @@ completion's bottom-centre 352 x 1216 window.
 Laser rings: a KITTI ``.bin`` stores the scan laser by laser, top laser first, and each laser's
 sweep runs from azimuth 0 (straight ahead) round to 0 again, wrapping at +-180 deg *inside*
 the laser. A new laser therefore starts where the azimuth crosses 0 upwards (from < 0, -0.0
-included, to >= +0.0 between consecutive points), not where it wraps: the wrap rule splits every laser at the back
-and glues the rear half of laser l to the front half of laser l + 1 (65 segments for 64 lasers,
-with a ~0.3-0.5 deg elevation step in the middle of the camera view). Checked on six KITTI
-scans from different drives: 64 rings each, and every ring fits one laser exactly
-(:mod:`pipeline.calibration.laser_table`).
+included, to >= +0.0 between consecutive points), not where it wraps: the wrap rule splits
+every laser at the back and glues the rear half of laser l to the front half of laser l + 1
+(65 segments for 64 lasers, with a ~0.3-0.5 deg elevation step in the middle of the camera
+view). Checked on six KITTI scans from different drives: 64 rings each, and every ring fits
+one laser exactly (:mod:`pipeline.calibration.laser_table`).
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def apparent_elevation_deg(fit: LaserFit, points: np.ndarray) -> np.ndarray:
                              - fit.horizontal_offset_m**2, 0.0))
     el = math.radians(fit.elevation_deg)
     z = rho * math.tan(el) + fit.vertical_offset_m / math.cos(el)
-    return np.degrees(np.arctan2(z, rho))
+    return np.asarray(np.degrees(np.arctan2(z, rho)))
 
 
 def _row(values: list[float], digits: int) -> str:
@@ -186,8 +186,8 @@ def preset_yaml(table: LaserTableFit, source: str, command: str) -> str:
 # Firings sit on a {table.lattice_deg:.4f} deg lattice, every 2nd point with an extra 1-point
 # step about every 7 firings; azimuth_step_deg is the mean ({360 / table.azimuth_step_deg:.0f}
 # firings per revolution) and azimuth_offsets_deg each laser's phase on the lattice.
-# Range, noise and the return model: HDL-64E S2 datasheet (50 m on 10 % pavement is the
-# guaranteed range; half detection at 80 m), see pipeline.sensors.ReturnModel.
+# Range, noise and the return model: HDL-64E S2 datasheet (range >= 50 m on ~10 % pavement,
+# 120 m on cars and foliage; 2 cm accuracy), see pipeline.sensors.ReturnModel.
 name: hdl64e
 description: Velodyne HDL-64E S2 (KITTI), calibrated per-laser table from a real KITTI scan
 elevations_deg: {_row([f.elevation_deg for f in lasers], 4)}
@@ -198,14 +198,16 @@ azimuth_step_deg: {table.azimuth_step_deg:.5f}
 max_range_m: 120.0
 min_range_m: 0.9
 range_noise_std_m: 0.02
-returns:
-  reference_reflectance: 0.10
-  reference_range_m: 80.0
-  steepness: 2.0
-  incidence_exponent: 0.5
+returns:                       # pipeline.sensors.ReturnModel
+  reference_reflectance: 0.10  # datasheet: >= 50 m on pavement (~10 % reflectivity) ...
+  reference_range_m: 50.0
+  reference_detection: 0.9     # ... taken as 90 % detection
+  steepness: 6.0
+  incidence_exponent: 0.1
+  reflectance_typical: 0.2
   reflectance_dark: 0.02
-  reflectance_bright: 0.60
-  default_reflectance: 0.15
+  reflectance_bright: 0.8
+  default_reflectance: 0.2
 drop_prob: 0.0
 drop_prob_per_100m: 0.0
 beams: 64

@@ -70,7 +70,7 @@ def neighbourhood_median(depth: np.ndarray, radius: int = 2) -> np.ndarray:
     padded = np.pad(np.where(depth > 0, depth, np.nan), radius, constant_values=np.nan)
     window = [padded[rows + radius + dr, cols + radius + dc]
               for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1)]
-    return np.nanmedian(np.stack(window), axis=0)
+    return np.asarray(np.nanmedian(np.stack(window), axis=0))
 
 
 def see_through_mask(depth: np.ndarray) -> np.ndarray:
@@ -94,7 +94,8 @@ class ScanMeasures:
     gap_px: tuple[float, float]
     """Vertical gap (px) between consecutive lines near rows 200 and 300 (median over bands)."""
     horizontal_spacing_px: float
-    """Median column step between consecutive returns of one ring."""
+    """Mean column step between consecutive returns of one ring (steps under 8 px, so that
+    gaps in a line do not count)."""
     lasers_in_image: int
     """Rings with at least 20 returns in the crop."""
     elevation_band_deg: tuple[float, float]
@@ -127,8 +128,8 @@ def _horizontal_spacing(ring: np.ndarray) -> float:
     rows, cols = np.nonzero(ring >= 0)
     order = np.lexsort((cols, ring[rows, cols]))
     r, c = ring[rows, cols][order], cols[order]
-    same = r[1:] == r[:-1]
-    return float(np.median(np.diff(c)[same]))
+    steps = np.diff(c)[r[1:] == r[:-1]]
+    return float(np.mean(steps[steps < 8]))
 
 
 def scan_measures(scan: ProjectedScan) -> ScanMeasures:
@@ -189,7 +190,7 @@ def _top_rows(valid: np.ndarray, radius: int = 4) -> np.ndarray:
     h, w = valid.shape
     top = np.where(valid.any(axis=0), np.argmax(valid, axis=0), h)
     padded = np.pad(top, radius, constant_values=h)
-    return np.min(np.stack([padded[i : i + w] for i in range(2 * radius + 1)]), axis=0)
+    return np.asarray(np.min(np.stack([padded[i : i + w] for i in range(2 * radius + 1)]), axis=0))
 
 
 def scene_from_scan(real: ProjectedScan, max_rel_jump: float = 0.1) -> np.ndarray:

@@ -22,8 +22,8 @@ class Open3DCaster:
         self.num_faces = len(tri.faces)
         self._scene = o3d.t.geometry.RaycastingScene(nthreads=threads) if self.num_faces else None
         if self._scene is not None:
-            vertices = o3d.core.Tensor(np.ascontiguousarray(tri.vertices, np.float32))
-            faces = o3d.core.Tensor(np.ascontiguousarray(tri.faces, np.uint32))
+            vertices = o3d.core.Tensor.from_numpy(np.ascontiguousarray(tri.vertices, np.float32))
+            faces = o3d.core.Tensor.from_numpy(np.ascontiguousarray(tri.faces, np.uint32))
             self._scene.add_triangles(vertices, faces)
 
     def cast(self, origins: np.ndarray, dirs: np.ndarray, t_max: float) -> np.ndarray:
@@ -32,12 +32,9 @@ class Open3DCaster:
         out = np.full(len(dirs), np.inf, np.float32)
         if self._scene is None or len(dirs) == 0:
             return out
-        rays = np.concatenate([origins, dirs], axis=1).astype(
-            np.float32
-        )
-        t = self._scene.cast_rays(self._o3d.core.Tensor(rays), nthreads=self.threads)[
-            "t_hit"
-        ].numpy()
+        rays = np.ascontiguousarray(np.concatenate([origins, dirs], axis=1), np.float32)
+        tensor = self._o3d.core.Tensor.from_numpy(rays)
+        t = self._scene.cast_rays(tensor, nthreads=self.threads)["t_hit"].numpy()
         hit = np.isfinite(t) & (t <= t_max)
         out[hit] = t[hit]
         return out

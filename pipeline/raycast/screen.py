@@ -173,7 +173,7 @@ def cell_hits(mesh: GridMesh, segments: TraceSegments, visits: CellVisits) -> np
                        1.0, trace)
     lower = plane_hits(q_tl, q_br - q_bl, q_bl - q_tl, triangle_keep(q_tl, q_br, q_bl, rel),
                        -1.0, trace)
-    return np.maximum(upper, lower)
+    return np.asarray(np.maximum(upper, lower))
 
 
 def plane_hits(q_corner: np.ndarray, dq_dx: np.ndarray, dq_dy: np.ndarray, kept: np.ndarray,

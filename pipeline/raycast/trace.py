@@ -92,4 +92,4 @@ def image_traces(
 
 def s_to_t(s: np.ndarray, origin_z: np.ndarray | float, dz: np.ndarray) -> np.ndarray:
     """Inverse depth s (1/m) on rays from origins at camera z ``origin_z`` -> ray parameter t."""
-    return (1.0 / s - origin_z) / dz
+    return np.asarray((1.0 / s - origin_z) / dz)

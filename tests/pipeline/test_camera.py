@@ -5,8 +5,8 @@ import pytest
 
 from data_schemas.errors import ConfigError
 from pipeline.camera import (
-    KITTI_K_1216x352,
     IntrinsicsSampler,
+    KITTI_K_1216x352,
     MetricRange,
     sample_intrinsics,
     sky_mask,
@@ -31,7 +31,7 @@ def test_default_sampling_is_centred_on_kittis_crop():
     Ks = np.stack([sample_intrinsics((352, 1216), np.random.default_rng(s)) for s in range(400)])
     hfov = np.degrees(2 * np.arctan(608 / Ks[:, 0, 0]))
     kitti_hfov = math.degrees(2 * math.atan(608 / KITTI_K_1216x352[0, 0]))
-    assert np.median(hfov) == pytest.approx(kitti_hfov, abs=1.5) and 72 <= hfov.min()
+    assert np.median(hfov) == pytest.approx(kitti_hfov, abs=1.5) and 75 <= hfov.min()
     assert np.median(Ks[:, 1, 2]) == pytest.approx(KITTI_K_1216x352[1, 2], abs=3)
     assert np.median(Ks[:, 0, 2]) == pytest.approx(KITTI_K_1216x352[0, 2], abs=5)
     assert np.all(np.abs(Ks[:, 1, 2] - KITTI_K_1216x352[1, 2]) <= 0.02 * 352 + 1)

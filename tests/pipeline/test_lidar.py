@@ -139,29 +139,36 @@ MODEL = ReturnModel()
 def test_detection_is_monotone_in_range_incidence_and_reflectance():
     r = np.linspace(1.0, 150.0, 300)
     p_range = detection_probability(MODEL, r, np.full_like(r, 0.5), np.full_like(r, 0.1))
-    assert np.all(np.diff(p_range) < 0) and p_range[0] > 0.99 and p_range[-1] < 0.5
+    assert np.all(np.diff(p_range) <= 0) and p_range[0] > 0.99 and p_range[-1] < 0.5
+    mid = (p_range > 1e-6) & (p_range < 1 - 1e-6)
+    assert np.all(np.diff(p_range[mid]) < 0) and mid.sum() > 50
     cos = np.linspace(1.0, 0.0, 300)  # from normal to grazing incidence
     p_inc = detection_probability(MODEL, np.full_like(cos, 60.0), cos, np.full_like(cos, 0.1))
     assert np.all(np.diff(p_inc) <= 0) and p_inc[0] > p_inc[-2] and p_inc[-1] == 0.0
     rho = np.linspace(0.01, 0.8, 100)
     p_rho = detection_probability(MODEL, np.full_like(rho, 60.0), np.ones_like(rho), rho)
-    assert np.all(np.diff(p_rho) > 0)
-    # the link budget: half of the reference targets at the reference range, normal incidence
-    half = detection_probability(MODEL, np.array([MODEL.reference_range_m]), np.ones(1),
-                                 np.array([MODEL.reference_reflectance]))
-    assert half[0] == pytest.approx(0.5)
+    assert np.all(np.diff(p_rho) >= 0) and p_rho[0] < 0.01 and p_rho[-1] > 0.99
+    # the link budget: the datasheet's reference target at its range, normal incidence
+    reference = detection_probability(MODEL, np.array([MODEL.reference_range_m]), np.ones(1),
+                                      np.array([MODEL.reference_reflectance]))
+    assert reference[0] == pytest.approx(MODEL.reference_detection)
 
 
-def test_reflectance_proxy_darker_pixels_reflect_less():
-    rgb = np.zeros((2, 3, 3), np.uint8)
-    rgb[0] = [[0, 0, 0], [128, 128, 128], [255, 255, 255]]
-    surface = HitSurface(np.ones(4), np.array([0, 0, 0, 0]), np.array([0, 1, 2, 2]),
-                         np.array([False, False, False, True]))
+def test_reflectance_proxy_darker_pixels_reflect_less_but_shadows_do_not():
+    rgb = np.full((96, 256, 3), 128, np.uint8)
+    rgb[40:56, 60:76] = 0  # black paint
+    rgb[40:56, 180:196] = 255  # white paint
+    rows, cols = np.array([48, 48, 48, 10, 48]), np.array([68, 120, 188, 120, 120])
+    surface = HitSurface(np.ones(5), rows, cols, np.array([False] * 4 + [True]))
     rho = reflectance_proxy(MODEL, surface, rgb)
     assert rho[0] == pytest.approx(MODEL.reflectance_dark)
-    assert rho[2] == pytest.approx(MODEL.reflectance_bright)
+    assert rho[1] == pytest.approx(MODEL.reflectance_typical, rel=0.05)
     assert rho[0] < rho[1] < rho[2]
-    assert rho[3] == MODEL.default_reflectance  # unseen by the camera
+    assert rho[4] == MODEL.default_reflectance  # unseen by the camera
+    # the same scene in shadow (a quarter of the light): the same reflectance where it is even
+    shadow = reflectance_proxy(MODEL, surface, (rgb.astype(float) * 0.5).astype(np.uint8))
+    assert shadow[1] == pytest.approx(rho[1], rel=0.05) and shadow[3] == pytest.approx(rho[3],
+                                                                                         rel=0.05)
     assert np.all(reflectance_proxy(MODEL, surface, None) == MODEL.default_reflectance)
 
 

@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import pytest
-
 import yaml
 
 from data_schemas.errors import ConfigError
@@ -15,7 +14,8 @@ from pipeline.sensors import (
     thin_beams,
 )
 
-PRESETS = ["hdl64e", "hdl64e-uniform", "hdl64e-nonuniform", "vlp32c", "vlp16", "os1-64", "os1-128"]
+PRESETS = ["hdl64e", "hdl64e-uniform", "hdl64e-nonuniform", "vlp32c", "vlp16", "os1-64",
+           "os1-128"]
 BEAMS = {
     "hdl64e": 64,
     "hdl64e-uniform": 64,
@@ -169,3 +169,11 @@ def test_table_rows_are_sorted_top_to_bottom_with_their_columns():
     assert np.allclose(np.degrees(spec.azimuth_offsets_rad), [2.0, 3.0, 1.0])
     assert np.allclose(spec.vertical_offsets_m, [0.2, 0.3, 0.1])
     assert spec.horizontal_offsets_m == (0.0, 0.0, 0.0)
+
+
+def test_vlp32c_takes_the_vendor_table_with_its_azimuth_columns():
+    spec = load_sensor("vlp32c")
+    el, az = np.degrees(spec.elevations_rad), np.degrees(spec.azimuth_offsets_rad)
+    assert el[0] == pytest.approx(15.0) and el[-1] == pytest.approx(-25.0)
+    assert az[0] == pytest.approx(1.4) and az[-1] == pytest.approx(-1.4)  # rows stay together
+    assert sorted(set(np.round(az, 1))) == [-4.2, -1.4, 1.4, 4.2]
