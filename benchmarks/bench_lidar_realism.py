@@ -216,6 +216,10 @@ def main() -> None:
                         help="KITTI object-benchmark folder with more frames to check")
     parser.add_argument("--reps", type=int, default=20)
     args = parser.parse_args()
+    if not (args.kitti / "raw").is_dir():
+        print(f"KITTI sample not found at {args.kitti}: skipping the LiDAR realism benchmark "
+              "(give --kitti ROOT with raw/<date>/<drive>/velodyne_points/)")
+        return
     where = pin_to_one_core()
     frame = raw_frame(args.kitti)
     print(f"LiDAR realism benchmark ({where}); targets from issue 10")
