@@ -19,6 +19,7 @@ triangulation and culling, so the layered mesh is still exact for every backend.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -168,49 +169,101 @@ def occluded_edge_pixels(q: np.ndarray, max_rel_jump: float) -> np.ndarray:
     return edge
 
 
-def _window_min(values: np.ndarray, band_px: tuple[int, int], block: int) -> np.ndarray:
-    """Minimum over a (2 rows + 1) x (2 cols + 1) window around each pixel, on ``block`` x
-    ``block`` blocks (the window grows by up to ``block`` - 1 px; 1/block^2 of the work)."""
-    h, w = values.shape
-    border, inf = cv2.BORDER_CONSTANT, float(np.inf)
-    blocks = cv2.erode(np.asarray(values, np.float32), np.ones((block, block), np.uint8),
-                       anchor=(0, 0), borderType=border, borderValue=inf)
-    blocks = np.ascontiguousarray(blocks[::block, ::block])
-    size = (2 * (-(-band_px[1] // block)) + 1, 2 * (-(-band_px[0] // block)) + 1)
-    eroded = cv2.erode(blocks, cv2.getStructuringElement(cv2.MORPH_RECT, size),
-                       borderType=border, borderValue=inf)
-    full = (eroded.shape[1] * block, eroded.shape[0] * block)
-    return np.asarray(cv2.resize(eroded, full, interpolation=cv2.INTER_NEAREST)[:h, :w])
+@dataclass(frozen=True)
+class Parallax:
+    """How far behind a foreground edge the LiDAR sees, in pixels per unit of inverse depth.
+
+    A viewpoint displaced from the camera centre by (o_x, o_y, o_z) (camera frame, m) shifts a
+    point at inverse depth q_fg against one at q_bg by about
+    ``(lateral_px_m + axial_m * r) * (q_fg - q_bg)`` px, with ``lateral_px_m`` = f * |(o_x,
+    o_y)| and r the pixel's distance from the principal point (the radial part of the offset
+    along the optical axis). The background layer reaches that far under the foreground, up
+    to ``max_px``.
+    """
+
+    lateral_px_m: float
+    axial_m: float
+    principal_point: tuple[float, float]
+    max_px: int
+
+    @classmethod
+    def unlimited(cls, max_px: int) -> Parallax:
+        """Reach ``max_px`` behind every edge, whatever its depths."""
+        return cls(1e9, 0.0, (0.0, 0.0), max_px)
+
+    def px_per_inverse_depth(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Parallax (px per 1/m of inverse-depth gap) at pixels (rows, cols)."""
+        radius = np.hypot(cols - self.principal_point[0], rows - self.principal_point[1])
+        return np.asarray(self.lateral_px_m + self.axial_m * radius)
+
+
+def _block_reduce(values: np.ndarray, block: int, erode: bool) -> np.ndarray:
+    """Min (``erode``) or max of each ``block`` x ``block`` block -> (ceil(H/b), ceil(W/b))."""
+    fill = float(np.inf) if erode else 0.0
+    op = cv2.erode if erode else cv2.dilate
+    reduced = op(np.asarray(values, np.float32), np.ones((block, block), np.uint8),
+                 anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=fill)
+    return np.ascontiguousarray(reduced[::block, ::block])
+
+
+@functools.lru_cache(maxsize=8)
+def _block_parallax(parallax: Parallax, shape: tuple[int, int], block: int) -> np.ndarray:
+    """Parallax (px per 1/m) at the centre of every block (cached: the same for every frame)."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]] * block + block / 2.0
+    return parallax.px_per_inverse_depth(rows, cols).astype(np.float32)
+
+
+def _reachable_background(far: np.ndarray, near: np.ndarray, parallax: Parallax,
+                          block: int) -> np.ndarray:
+    """Per block: inverse depth of the farthest far-side pixel within the LiDAR's reach.
+
+    Windows of 1, 2, 4, ... blocks around each block; a block takes the first window holding a
+    far-side pixel that its nearest foreground is in front of by enough parallax to see it.
+    """
+    scale = _block_parallax(parallax, far.shape, block)
+    reached = np.full(far.shape, np.inf, np.float32)
+    radius, seen_px = 1, 0.0
+    while True:
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
+        window = cv2.erode(far, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float(np.inf))
+        finite = np.isfinite(window)
+        gap = np.where(finite, near - window, np.float32(0.0))
+        take = np.isinf(reached) & finite & (scale * gap >= seen_px)
+        reached[take] = window[take]
+        seen_px = radius * block
+        if seen_px >= parallax.max_px:
+            return reached
+        radius *= 2
 
 
 def background_layer(
-    q: np.ndarray, max_rel_jump: float, band_px: tuple[int, int], block: int = 4
+    q: np.ndarray, max_rel_jump: float, parallax: Parallax, block: int = 4
 ) -> np.ndarray:
     """(H, W) inverse depth of the background extended under foreground edges, 0 elsewhere.
 
-    Every pixel within about ``band_px`` (rows, cols) of the far side of a depth discontinuity
-    and in front of it gets the inverse depth of the farthest such far-side pixel in that
-    window (a grey erosion, computed on ``block`` x ``block`` blocks); the far-side pixels keep
-    their own, so the layer joins the visible background. Everything else (and sky) has no
-    vertex.
+    A pixel in front of the far side of a depth discontinuity within the LiDAR's reach
+    (``parallax``, computed on ``block`` x ``block`` blocks) gets the inverse depth of the
+    farthest far-side pixel there; the far-side pixels keep their own, so the layer joins the
+    visible background. Everything else (and sky) has no vertex.
     """
     edge = occluded_edge_pixels(q, max_rel_jump)
-    if not edge.any() or min(band_px) < 0:
+    if not edge.any() or parallax.max_px <= 0:
         return np.zeros_like(q)
-    far_side = np.full(q.shape, np.inf, np.float32)
-    far_side[edge] = q[edge]
-    extended = _window_min(far_side, band_px, block)
-    extended *= np.float32(1.0 + max_rel_jump)
-    under = q > extended  # in front of the extended background (never where it is inf)
-    back = np.zeros_like(q)
-    back[under] = extended[under] / np.float32(1.0 + max_rel_jump)
-    back[edge] = q[edge]
-    return back
+    far = np.where(edge, q, np.float32(np.inf))
+    reached = _reachable_background(_block_reduce(far, block, erode=True),
+                                    _block_reduce(q, block, erode=False), parallax, block)
+    h, w = q.shape
+    size = (reached.shape[1] * block, reached.shape[0] * block)
+    extended = cv2.resize(reached, size, interpolation=cv2.INTER_NEAREST)[:h, :w]
+    under = q > extended * np.float32(1.0 + max_rel_jump)  # never where it is inf
+    back = np.where(under, extended, np.float32(0.0))
+    np.copyto(back, q, where=edge)
+    return np.asarray(back, np.float32)
 
 
-def layered_mesh(mesh: GridMesh, band_px: tuple[int, int]) -> LayeredGridMesh:
+def layered_mesh(mesh: GridMesh, parallax: Parallax) -> LayeredGridMesh:
     """``mesh`` plus its background layer (:func:`background_layer`) as one layered mesh."""
-    back = background_layer(mesh.inv_depth, mesh.max_rel_jump, band_px)
+    back = background_layer(mesh.inv_depth, mesh.max_rel_jump, parallax)
     return LayeredGridMesh(mesh, GridMesh(back, mesh.K, mesh.max_rel_jump))
 
 

@@ -37,6 +37,7 @@ from pipeline.lidar import (
 from pipeline.mesh import (
     AnyMesh,
     GridMesh,
+    Parallax,
     TriangleMesh,
     build_mesh,
     layered_mesh,
@@ -92,8 +93,8 @@ class SimConfig:
     """Grid mesh: add a background layer behind depth discontinuities, so that the offset
     LiDAR sees behind foreground edges as real scans do (KITTI: ~3-4 % of returns)."""
     background_band_px: int = 64
-    """Largest reach (px) of that layer under the foreground; the reach used is the parallax
-    of the LiDAR (mount + emitter offsets) at the scene's nearest depth, up to this."""
+    """Largest reach (px) of that layer under the foreground; below it, the reach behind each
+    edge is the parallax of the LiDAR (mount + emitter offsets) between its two depths."""
     physical_returns: bool = True
     """Apply the sensor's return model (range, incidence, image reflectance); False: every hit
     within range returns (the sensor's i.i.d. drop still applies)."""
@@ -131,22 +132,13 @@ def _nearest_depth(mesh: GridMesh | TriangleMesh, depth: np.ndarray) -> float | 
     )
 
 
-def background_band_px(
-    K: np.ndarray, hw: tuple[int, int], T_cam_from_lidar: np.ndarray, emitter_m: float,
-    nearest_m: float, cap: int,
-) -> tuple[int, int]:
-    """(rows, cols) reach of the LiDAR's view behind a foreground edge at ``nearest_m``.
-
-    The image parallax between the camera and an emitter displaced by o (camera frame): the
-    lateral part f * (|o_x|, |o_y|) / z plus the radial part of the depth offset, |o_z| / z
-    times the largest distance of an image border from the principal point; capped at ``cap``.
-    """
-    o = np.abs(T_cam_from_lidar[:3, 3]) + emitter_m
-    h, w = hw
-    radial = o[2] / nearest_m
-    rows = K[1, 1] * o[1] / nearest_m + radial * max(K[1, 2], h - 1 - K[1, 2])
-    cols = K[0, 0] * o[0] / nearest_m + radial * max(K[0, 2], w - 1 - K[0, 2])
-    return min(cap, int(np.ceil(rows))), min(cap, int(np.ceil(cols)))
+def lidar_parallax(K: np.ndarray, T_cam_from_lidar: np.ndarray, sensor: SensorSpec,
+                   max_px: int) -> Parallax:
+    """How far the LiDAR (mount + emitter offsets) sees behind foreground edges (``Parallax``)."""
+    offset = np.abs(T_cam_from_lidar[:3, 3])
+    emitter = sensor.max_emitter_offset_m
+    return Parallax(float(max(K[0, 0], K[1, 1]) * (np.hypot(offset[0], offset[1]) + emitter)),
+                    float(offset[2] + emitter), (float(K[0, 2]), float(K[1, 2])), max_px)
 
 
 def scene_mesh(
@@ -157,9 +149,8 @@ def scene_mesh(
     nearest = _nearest_depth(mesh, depth)
     if nearest is None or not (isinstance(mesh, GridMesh) and config.see_through):
         return mesh, nearest
-    band = background_band_px(K, mesh.hw, T, sensor.max_emitter_offset_m, nearest,
-                              config.background_band_px)
-    return layered_mesh(mesh, band), nearest
+    parallax = lidar_parallax(K, T, sensor, config.background_band_px)
+    return layered_mesh(mesh, parallax), nearest
 
 
 def _phase_shift(sensor: SensorSpec, config: SimConfig, rng: np.random.Generator) -> np.ndarray:

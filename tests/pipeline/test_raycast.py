@@ -218,13 +218,13 @@ def test_see_through_appears_through_the_background_layer(backend):
     """Box before a wall, camera depth map only: the offset LiDAR sees wall behind the box's
     edges through the background layer, not through the plain grid mesh; a LiDAR without
     offsets (centred, no emitter offsets) never does."""
-    from pipeline.mesh import layered_mesh
+    from pipeline.mesh import Parallax, layered_mesh
 
     hw, K = (120, 360), small_K((120, 360), 60.0)
     boxes = (Box((-30.0, -10.0, 20.0), (30.0, 10.0, 21.0)), Box((-1.0, -1.0, 8.0), (1.0, 1.6, 9.0)))
     cam_depth, _ = render_boxes(hw, K, boxes)
     plain = grid_mesh(cam_depth, K)
-    layered = layered_mesh(plain, (40, 40))
+    layered = layered_mesh(plain, Parallax.unlimited(40))
     hidden = {}
     for name, t, preset in (("offset", np.array([0.6, -0.4, -0.27]), "hdl64e"),
                             ("zero", np.zeros(3), "hdl64e-uniform")):
@@ -242,10 +242,10 @@ LAYERED = [s for s in SCENES if s[0] in ("kitti1", "boxes3", "boxes4")]
 
 @pytest.mark.parametrize("scene", LAYERED, ids=[s[0] for s in LAYERED])
 def test_fast_agrees_with_embree_on_the_layered_mesh(scene):
-    from pipeline.mesh import layered_mesh
+    from pipeline.mesh import Parallax, layered_mesh
 
     _, depth, K, T = scene
-    mesh = layered_mesh(grid_mesh(depth, K), (48, 48))
+    mesh = layered_mesh(grid_mesh(depth, K), Parallax.unlimited(48))
     assert np.count_nonzero(mesh.back.inv_depth) > 1000
     rays = camera_facing_rays(load_sensor("hdl64e"), K, depth.shape, T)
     ref = make_caster("embree", mesh).cast(rays.origins_cam, rays.dirs_cam, 120.0)
