@@ -124,6 +124,10 @@ def _gap_near(lines: dict[int, float], row: float) -> float:
     return float(centres[i + 1] - centres[i]) if abs(mid[i] - row) <= 20 else math.nan
 
 
+def _median_gap(bands: list[dict[int, float]], row: float) -> float:
+    return float(np.nanmedian([_gap_near(lines, row) for lines in bands]))
+
+
 def _horizontal_spacing(ring: np.ndarray) -> float:
     rows, cols = np.nonzero(ring >= 0)
     order = np.lexsort((cols, ring[rows, cols]))
@@ -144,8 +148,7 @@ def scan_measures(scan: ProjectedScan) -> ScanMeasures:
         density=float(valid.mean()),
         band_density=tuple(float(valid[a:b].mean()) for a, b in ROW_BANDS),
         lines_lower_half=float(np.median(lower)),
-        gap_px=tuple(float(np.nanmedian([_gap_near(b, row) for b in bands]))  # type: ignore[arg-type]
-                     for row in (200.0, 300.0)),
+        gap_px=(_median_gap(bands, 200.0), _median_gap(bands, 300.0)),
         horizontal_spacing_px=_horizontal_spacing(scan.ring),
         lasers_in_image=int(np.sum(counts >= 20)),
         elevation_band_deg=(float(np.max(elevation)), float(np.min(elevation))),
