@@ -42,7 +42,8 @@ class IntrinsicsSampler:
     The defaults reproduce KITTI's depth-completion crop, so that a 64-beam scan puts as many
     laser lines on the canvas as a KITTI frame has: a field of view around KITTI's 80 deg and
     the principal point (the horizon of a level camera) at 43 % of the height, which leaves
-    room below it for every laser down to -14.7 deg (a centred horizon loses the lowest ~8).
+    room below it for every laser down to -14.7 deg (a centred horizon loses the lowest 3,
+    a 60 deg view 12).
     """
 
     hfov_deg: tuple[float, float] = (75.0, 85.0)
