@@ -50,7 +50,7 @@ from pipeline.corpus import (
     load_item,
 )
 from pipeline.seeding import stream
-from pipeline.sensors import SensorSpec, load_sensor
+from pipeline.sensors import SensorSpec, load_sensor, sensor_table_deg
 from pipeline.simulate import SimConfig, simulate
 from pipeline.teacher import DEFAULT_TEACHER, TeacherConfig, TeacherSpec
 from pipeline.teachers.kitti import lidar_path, read_kitti_depth
@@ -60,7 +60,9 @@ from pipeline.teachers.registry import FOCAL
 GENERATOR_NAME = "dmd3c.generate"
 GENERATOR_VERSION = "2"
 """Bumped when the per-sample computation changes meaning (part of the store identity).
-2: the teacher runs the official Depth Anything V2 pre/post-processing in fp32."""
+2: the teacher runs the official Depth Anything V2 pre/post-processing in fp32; the LiDAR is
+the calibrated per-laser hdl64e with see-through layer, physical returns and KITTI-like
+camera sampling."""
 
 
 @dataclass(frozen=True)
@@ -202,11 +204,12 @@ def store_info(cfg: GenerateConfig, items: list[CorpusItem], teacher: TeacherSpe
 def sensor_attrs(preset: str, sensor: SensorSpec) -> dict[str, object]:
     """The store's ``sensor`` attribute, angles in degrees as in the preset files."""
     return {"preset": preset, "name": sensor.name, "beams": sensor.beams,
-            "elevations_deg": [round(math.degrees(e), 4) for e in sensor.elevations_rad],
+            **sensor_table_deg(sensor),
             "azimuth_step_deg": round(math.degrees(sensor.azimuth_step_rad), 6),
             "max_range_m": sensor.max_range_m, "min_range_m": sensor.min_range_m,
             "range_noise_std_m": sensor.range_noise_std_m, "drop_prob": sensor.drop_prob,
-            "drop_prob_per_100m": sensor.drop_prob_per_100m}
+            "drop_prob_per_100m": sensor.drop_prob_per_100m,
+            "returns": None if sensor.returns is None else asdict(sensor.returns)}
 
 
 def existing_store(cfg: GenerateConfig, layout: StoreLayout, items: list[CorpusItem],
@@ -348,7 +351,8 @@ def simulate_shard(decoded: DecodedShard, raw: np.ndarray, ctx: ShardContext,
     rows = []
     for i, item in enumerate(decoded.items):
         rows.append(simulate(raw[i], ctx.teacher_kind, ctx.sensor, ctx.seed, key=item.key,
-                             intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim))
+                             intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim,
+                             rgb=decoded.rgb[i]))
         if on_sample is not None:
             on_sample()
     return {
