@@ -6,13 +6,8 @@ object-benchmark layout (``velodyne/<id>.bin``, ``image_2/<id>.png``, ``calib/<i
 The camera is the rectified camera 2 (``P_rect_02`` / ``P2``); the crop is KITTI depth
 completion's bottom-centre 352 x 1216 window.
 
-Laser rings: a KITTI ``.bin`` stores the scan laser by laser, top laser first, and each laser's
-sweep runs from azimuth 0 (straight ahead) round to 0 again, wrapping at +-180 deg *inside*
-the laser. A new laser therefore starts where the azimuth crosses 0 upwards (from < 0, -0.0
-included, to >= +0.0 between consecutive points), not where it wraps: the wrap rule splits
-every laser at the back and glues the rear half of laser l to the front half of laser l + 1
-(65 segments for 64 lasers, with a ~0.3-0.5 deg elevation step in the middle of the camera
-view). Checked on six KITTI scans from different drives: 64 rings each, and every ring fits
+Laser rings come from the scan order (:func:`data_schemas.velodyne.rings_from_scan_order`,
+shared with ``train``: a new laser starts where the azimuth crosses 0 upwards); every ring fits
 one laser exactly (:mod:`pipeline.calibration.laser_table`).
 """
 
@@ -26,6 +21,7 @@ import numpy as np
 
 from data_schemas.errors import InputError, InputNotFoundError
 from data_schemas.geometry import lidar_to_sparse_depth, parse_points
+from data_schemas.velodyne import rings_from_scan_order
 
 CROP_HW = (352, 1216)
 """KITTI depth-completion crop (H, W), bottom-centre of the 375 x 1242 image."""
@@ -56,14 +52,6 @@ class KittiFrame:
     def sparse_depth(self) -> np.ndarray:
         """(352, 1216) float32 projected real scan (z-buffer), 0 = no return."""
         return lidar_to_sparse_depth(self.points_lidar, self.T_cam_from_lidar, self.K, self.hw)
-
-
-def rings_from_scan_order(points: np.ndarray) -> np.ndarray:
-    """(N, >=2) KITTI points in scan order -> (N,) int64 laser index (see module docstring)."""
-    azimuth = np.arctan2(points[:, 1], points[:, 0])
-    negative = np.signbit(azimuth)  # a laser's last returns may sit at azimuth -0.0
-    starts = negative[:-1] & ~negative[1:] & (np.abs(np.diff(azimuth)) < np.pi)
-    return np.concatenate([[0], np.cumsum(starts)]).astype(np.int64)
 
 
 def read_bin(path: Path) -> np.ndarray:

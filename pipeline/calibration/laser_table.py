@@ -11,7 +11,7 @@ sideways) and height ``z = t sin(el_l) + v_l cos(el_l)``, so every point of the 
     z = rho' * tan(el_l) + v_l / cos(el_l)        (a straight line in (rho', z))
 
 and its apparent azimuth is ``a + asin(h_l / rho)``. The fit, per ring of the scan
-(:func:`pipeline.calibration.kitti_frame.rings_from_scan_order`):
+(:func:`data_schemas.velodyne.rings_from_scan_order`):
 
 1. firing lattice: KITTI azimuths sit on a lattice of spacing ``G`` (0.09 deg): each laser
    fires on every second lattice point, with a one-point step about every 7 firings;

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.calibration.kitti_frame import KittiFrame, raw_frame, rings_from_scan_order
+from data_schemas.velodyne import rings_from_scan_order
+from pipeline.calibration.kitti_frame import KittiFrame, raw_frame
 from pipeline.calibration.laser_table import fit_laser_table
 from pipeline.calibration.realism import (
     ProjectedScan,

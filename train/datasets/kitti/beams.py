@@ -2,10 +2,11 @@
 
 Two ring assignments:
 
-* :func:`rings_from_scan_order` (exact, for raw ``.bin`` scans): KITTI stores a scan laser
-  by laser, each sweeping the full azimuth, so a new ring starts wherever the azimuth
-  wraps around (|jump| > pi). Measured on the sample scan: 64 wraps, rings ordered from the
-  top laser (+2.4 deg) to the bottom one (-23.6 deg).
+* :func:`~data_schemas.velodyne.rings_from_scan_order` (exact, for raw ``.bin`` scans):
+  KITTI stores a scan laser by laser, each sweeping from azimuth 0 round to 0, so a new
+  ring starts where the azimuth crosses 0 upwards (not where it wraps at the back, which
+  would glue half of one laser to half of the next). On the sample scan: 64 rings, each
+  one laser, ordered from the top laser (+2.4 deg) to the bottom one (-23.6 deg).
 * :func:`rings_from_elevation` (for projected sparse maps, e.g. ``velodyne_raw`` PNGs,
   which is what ``dmd3c evaluate --beams`` thins): pixels are back-projected with K, moved
   into the LiDAR frame, and their elevation angles are clustered into 64 rings by 1-D
@@ -23,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from data_schemas.errors import ConfigError
+from data_schemas.velodyne import rings_from_scan_order
 
 SENSOR_RINGS = 64
 BEAM_CHOICES: tuple[int, ...] = (64, 32, 16, 8)
@@ -45,13 +47,6 @@ def parse_beams(text: str | int | None) -> list[int]:
         raise ConfigError(f"beams {bad} not supported; choose from "
                          f"{', '.join(map(str, BEAM_CHOICES))} (comma-separated)")
     return values
-
-
-def rings_from_scan_order(points: np.ndarray) -> np.ndarray:
-    """[N,>=2] LiDAR points in scan order -> ring index [N] (0 = first ring stored)."""
-    azimuth = np.arctan2(points[:, 1], points[:, 0])
-    wraps = np.abs(np.diff(azimuth)) > np.pi
-    return np.concatenate([[0], np.cumsum(wraps)]).astype(np.int64)
 
 
 def _kmeans_1d(values: np.ndarray, clusters: int, iterations: int = 20) -> np.ndarray:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from data_schemas.errors import InputError
+from data_schemas.velodyne import rings_from_scan_order
 from tests.train.datasets.kitti.fixtures import (
     DATE,
     DRIVE,
@@ -24,8 +25,8 @@ from tests.train.datasets.kitti.fixtures import (
 )
 from train.datasets.augment import AugmentConfig, bottom_center_crop, hflip
 from train.datasets.kitti.beams import (
+    elevation_deg,
     parse_beams,
-    rings_from_scan_order,
     thin_scan_to_beams,
     thin_sparse_to_beams,
 )
@@ -276,11 +277,38 @@ def test_beam_thinning_keeps_the_expected_share_of_lines() -> None:
         assert np.all((thinned == 0) | (thinned == ref))
     np.testing.assert_array_equal(thin_sparse_to_beams(ref, calib.K, 64), ref)
     points = read_velodyne_bin(RAW_DRIVE / "velodyne_points" / "data" / f"{FRAME}.bin")
-    assert rings_from_scan_order(points).max() == 64
     assert abs(len(thin_scan_to_beams(points, 16)) / len(points) - 0.25) < 0.03
     assert parse_beams("64,32,16,8") == [64, 32, 16, 8]
     with pytest.raises(ValueError, match="choose from 64, 32, 16, 8"):
         parse_beams("64,12")
+
+
+def _laser_line_rms(points: np.ndarray) -> float:
+    """RMS (m) of z about the best line z = a * rho + b: one laser's cone (its elevation, with
+    the emitter's vertical offset) is such a line; two lasers glued together are not."""
+    rho = np.hypot(points[:, 0], points[:, 1])
+    A = np.stack([rho, np.ones_like(rho)], 1)
+    coef, *_ = np.linalg.lstsq(A, points[:, 2], rcond=None)
+    return float(np.sqrt(np.mean((points[:, 2] - A @ coef) ** 2)))
+
+
+def test_raw_scan_rings_are_the_64_lasers() -> None:
+    """The sample scan splits into exactly 64 rings in stored order, each a single laser (one
+    elevation), top laser first; the thinned scans keep every k-th of them."""
+    require_sample()
+    points = read_velodyne_bin(RAW_DRIVE / "velodyne_points" / "data" / f"{FRAME}.bin")
+    ring = rings_from_scan_order(points)
+    assert ring.max() == 63 and np.all(np.diff(ring) >= 0) and len(np.unique(ring)) == 64
+    assert max(_laser_line_rms(points[ring == r]) for r in range(64)) < 0.01
+    median_el = [float(np.median(elevation_deg(points[ring == r]))) for r in range(64)]
+    assert np.all(np.diff(median_el) < 0) and median_el[0] > 1.5 and median_el[-1] < -23
+    # the old rule (split where the azimuth wraps at the back) gives 65 segments that glue
+    # the rear half of one laser to the front half of the next
+    azimuth = np.arctan2(points[:, 1], points[:, 0])
+    wrap = np.concatenate([[0], np.cumsum(np.abs(np.diff(azimuth)) > np.pi)])
+    assert wrap.max() == 64
+    assert max(_laser_line_rms(points[wrap == r]) for r in range(65)) > 0.05
+    np.testing.assert_array_equal(thin_scan_to_beams(points, 8), points[ring % 8 == 0])
 
 
 def test_intrinsics_files_are_checked(tmp_path: Path) -> None:
