@@ -23,7 +23,7 @@ TRAIN_ARGS ?=
 # test
 PYTEST_ARGS ?=
 
-.PHONY: help system-libs setup generate-data pretrain finetune inspect test bench lint clean
+.PHONY: help system-libs setup generate-data pretrain finetune inspect test test-isolated bench lint clean
 
 help: ## Show the targets and their variables
 	@echo "dmd3c make targets (the first one run creates $(VENV)):"
@@ -65,6 +65,14 @@ inspect: $(STAMP) ## Validate and summarise STORE
 test: $(STAMP) ## Run the test suite (offline, CPU)
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	echo $$status > $(VENV)/.pytest-exit-status; exit $$status
+
+test-isolated: $(STAMP) ## Run each test file alone, in random order (finds order dependence)
+	@start=$$(date +%s); failed=(); \
+	for file in $$(find tests -name 'test_*.py' | sort); do \
+		echo "== $$file"; $(PY) -m pytest -q -p randomly $(PYTEST_ARGS) "$$file" || failed+=("$$file"); \
+	done; \
+	echo "test-isolated: $$(( $$(date +%s) - start )) s; $${#failed[@]} file(s) failed $${failed[*]}"; \
+	[ $${#failed[@]} -eq 0 ]
 
 bench: $(STAMP) ## Run the benchmarks (prints measured ratios)
 	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script; done

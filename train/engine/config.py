@@ -89,26 +89,6 @@ class EngineConfig:
     """Show a tqdm progress bar (rank 0)."""
 
 
-def parse_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"engine.precision must be one of {', '.join(PRECISIONS)}; "
-                         f"got {precision!r}")
-    return precision
-
-
-def check_engine(cfg: EngineConfig, world_size: int) -> int:
-    """Validate ``cfg`` for ``world_size`` ranks; returns the per-rank batch size."""
-    parse_precision(cfg.precision)
-    if cfg.steps < 1:
-        raise ConfigError(f"engine.steps must be >= 1, got {cfg.steps}")
-    if cfg.batch_size < world_size or cfg.batch_size % world_size:
-        raise ConfigError(f"engine.batch_size={cfg.batch_size} must be a multiple of the "
-                         f"{world_size} ranks")
-    if not 0.0 <= cfg.ema_decay < 1.0:
-        raise ConfigError(f"engine.ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    return cfg.batch_size // world_size
-
-
 def load_structured(schema: type[T], files: Sequence[Path], overrides: Sequence[str],
                     base: str = "") -> T:
     """``schema`` defaults <- ``base`` YAML text <- each YAML file <- ``key=value`` overrides.

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from data_schemas.errors import ConfigError
 from train.engine.checkpoint import load_payload
+from train.engine.checks import (
+    Checks,
+    check_engine_section,
+    check_optim_section,
+    check_schedule_section,
+    world_size_from_env,
+)
 from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig, load_structured, to_yaml
 from train.engine.distributed import DistContext, barrier, init_distributed, shutdown
 from train.engine.recipe import B, Recipe
@@ -33,7 +40,8 @@ class RunConfig(Protocol):
 
 def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
                     overrides: Sequence[str], resume: bool) -> T:
-    """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides.
+    """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides,
+    the engine's sections checked (:mod:`train.engine.checks`); nothing is written.
 
     A run directory that already holds a run is refused unless ``resume``.
     """
@@ -43,7 +51,16 @@ def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
     elif (run_dir / "last.pt").exists():
         raise ConfigError(f"{run_dir} already holds a run (last.pt): pass --resume to continue "
                          f"it or choose another --out")
-    return load_structured(schema, [config_file] if config_file else [], overrides, base=base)
+    cfg = load_structured(schema, [config_file] if config_file else [], overrides, base=base)
+    check_run_sections(cast(RunConfig, cfg), Checks(overrides))
+    return cfg
+
+
+def check_run_sections(cfg: RunConfig, checks: Checks) -> None:
+    """The engine's sections of a stage config (``engine``, ``optim``, ``schedule``)."""
+    check_engine_section(cfg.engine, checks, world_size_from_env())
+    check_optim_section(cfg.optim, checks)
+    check_schedule_section(cfg.schedule, checks)
 
 
 def run_recipe(cfg: RunConfig, run_dir: Path, resume: bool,

@@ -27,7 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from data_schemas.errors import TrainingError
 from train.engine import checkpoint as ckpt
-from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig, check_engine
+from train.engine.checks import check_engine
+from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig
 from train.engine.distributed import DistContext, all_sum, barrier, gather_objects
 from train.engine.ema import EMA
 from train.engine.monitor import Monitor
@@ -211,17 +212,34 @@ class Trainer(Generic[B]):
                      "on another rank (see its message)")
             raise NonFiniteLossError(
                 f"non-finite loss ({float(loss.detach()):g}) at step {self.state.step + 1} "
-                f"(rank {self.ctx.rank}), {where}; check these samples or lower optim.lr, "
-                f"then resume from the last checkpoint")
+                f"(rank {self.ctx.rank}), {where}; {_recent(self.state.losses)}: a loss that "
+                f"was growing means the run diverged (lower optim.lr), a steady one points at "
+                f"these samples; then resume from the last checkpoint")
         return float(total[0]) / self.ctx.world_size
 
     def _clip(self) -> float:
+        """Global gradient norm (before clipping), then clip to ``optim.grad_clip``."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads)
+        if not math.isfinite(float(norm)) and not self._fp16:  # fp16: the scaler skips
+            raise NonFiniteLossError(self._gradient_report())
         max_norm = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip > 0 else math.inf
-        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
-        if not math.isfinite(norm) and not self._fp16:
-            raise NonFiniteLossError(f"non-finite gradient norm at step {self.state.step + 1} "
-                                     f"(rank {self.ctx.rank}); lower optim.lr or check the data")
-        return norm
+        torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), max_norm, norm)
+        return float(norm)
+
+    def _gradient_report(self) -> str:
+        """Why the gradient norm is not finite, named by parameter (the loss was finite)."""
+        named = [(n, p.grad) for n, p in self.model.named_parameters() if p.grad is not None]
+        bad = [n for n, g in named if not bool(torch.isfinite(g).all())]
+        step = f"at step {self.state.step + 1} (rank {self.ctx.rank}) with a finite loss"
+        if bad:
+            return (f"non-finite gradient {step}: the backward pass produced NaN/inf in "
+                    f"{len(bad)} parameter(s), first {bad[0]}; the model's backward, not the "
+                    f"data or optim.lr, is the cause")
+        peak, name = max((float(g.abs().max()), n) for n, g in named)
+        return (f"gradient norm overflows float32 {step}: exploding gradients, up to "
+                f"{peak:.3g} (in {name}); {_recent(self.state.losses)}. The data is not the "
+                f"cause (the loss is finite); the model's gradients are")
 
     # -- validation and checkpoints ---------------------------------------------------------
     def _validate(self, monitor: Monitor) -> None:
@@ -259,6 +277,13 @@ class Trainer(Generic[B]):
                 name = f"step-{self.state.step:07d}.pt"
                 ckpt.atomic_save(payload, self.run_dir / "checkpoints" / name)
         barrier(self.ctx)
+
+
+def _recent(losses: list[float], count: int = 3) -> str:
+    if not losses:
+        return "no earlier step"
+    shown = ", ".join(f"{v:.4g}" for v in losses[-count:])
+    return f"the loss of the last {min(count, len(losses))} step(s): {shown}"
 
 
 class _Throughput:

@@ -13,6 +13,7 @@ is BP-Net's multi-scale loss to the teacher depth (:mod:`train.losses.pixel`):
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -33,10 +34,19 @@ from train.datasets import (
 )
 from train.datasets.panel import batch_panel
 from train.engine import DistContext, LossTerms, Recipe, RunState, load_run_config, run_recipe
+from train.engine.checks import (
+    MIN_COARSEST_VALUES,
+    Checks,
+    check_crop,
+    coarsest_values,
+    small_crop_rule,
+    world_size_from_env,
+)
 from train.engine.distributed import all_sum
 from train.engine.recipe import LossFn, ValidateFn
-from train.losses.pixel import multiscale_loss, sparse_consistency, valid_mask
+from train.losses.pixel import LOSS_KINDS, multiscale_loss, sparse_consistency, valid_mask
 from train.model import BPNet, load_checkpoint
+from train.model.bpnet import NUM_SCALES
 from train.stage1.config import LossConfig, ModelConfig, PretrainConfig
 
 logger = logging.getLogger(__name__)
@@ -44,12 +54,34 @@ logger = logging.getLogger(__name__)
 
 def resolve_config(store: str, run_dir: Path, config_file: Path | None,
                    overrides: Sequence[str], resume: bool) -> PretrainConfig:
-    """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides."""
+    """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides,
+    every value checked (one ConfigError line quoting what was typed); nothing is written."""
     cfg = load_run_config(PretrainConfig, run_dir, config_file, overrides, resume)
+    check_config(cfg, Checks(overrides))
     if resume and cfg.store and StoreIndex.open(store).url != StoreIndex.open(cfg.store).url:
         raise ConfigError(f"{run_dir} was trained on {cfg.store}, not {store}: resume with the "
                           f"same --store")
     return replace(cfg, store=store)
+
+
+def check_config(cfg: PretrainConfig, checks: Checks) -> None:
+    """The stage-1 sections (the engine's are checked by ``load_run_config``)."""
+    data, per_rank = cfg.data, cfg.engine.batch_size // world_size_from_env()
+    if data.crop is not None:
+        check_crop(data.crop, checks, "data.crop", per_rank)
+    for name, low in (("val_shards", 0), ("val_max_samples", 0), ("shuffle_shards", 0),
+                      ("num_workers", 0), ("prefetch_factor", 1)):
+        checks.integer(f"data.{name}", getattr(data, name), low)
+    checks.number("data.augment.flip_prob", data.augment.flip_prob, 0.0, 1.0)
+    checks.number("data.augment.jitter_std", data.augment.jitter_std, 0.0)
+    checks.number("model.drop_path", cfg.model.drop_path, 0.0, 1.0, high_open=True)
+    checks.choice("loss.kind", cfg.loss.kind, LOSS_KINDS)
+    weights = cfg.loss.scale_weights
+    checks.require(len(weights) == NUM_SCALES and all(math.isfinite(w) and w >= 0
+                                                      for w in weights),
+                   "loss.scale_weights", weights,
+                   f"must be {NUM_SCALES} finite weights >= 0 (BP-Net's outputs, coarsest first)")
+    checks.number("loss.sparse_weight", cfg.loss.sparse_weight, 0.0)
 
 
 def distillation_loss(
@@ -116,6 +148,9 @@ def build_recipe(cfg: PretrainConfig, index: StoreIndex, ctx: DistContext,
     with BP-Net's interface), the store stream, the loss, validation."""
     crop = parse_crop(cfg.data.crop, (index.height, index.width))
     per_rank = cfg.engine.batch_size // max(ctx.world_size, 1)
+    if coarsest_values(crop, per_rank) < MIN_COARSEST_VALUES:  # the crop the canvas gives
+        raise ConfigError(f"data.crop: the store canvas {index.height}x{index.width} gives "
+                          f"{crop[0]}x{crop[1]}, {small_crop_rule(crop, per_rank)}")
     train_index, val_index = index.split(cfg.data.val_shards)
     plan = StreamPlan(train_index.shards, train_index.counts, per_rank, cfg.engine.seed,
                       cfg.data.shuffle_shards, ctx.rank, ctx.world_size,

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from data_schemas.errors import ConfigError
 from data_schemas.geometry import parse_depth_space
-from train.datasets.augment import AugmentConfig, check_crop_size
+from train.datasets.augment import AugmentConfig
 from train.datasets.kitti.dataset import DEFAULT_CROP, DEFAULT_TOP_MIN
 from train.datasets.kitti.layout import parse_split
 from train.engine import EngineConfig, OptimConfig, ScheduleConfig, load_run_config
+from train.engine.checks import Checks, check_crop, world_size_from_env
 from train.losses.pixel import SCALE_WEIGHTS, parse_loss_kind
 from train.losses.ssi import SSI_LOSS_NAMES
 from train.model.checkpoint import WEIGHTS
@@ -129,15 +130,20 @@ def _check_loss(cfg: FinetuneConfig) -> None:
                           f"pass loss.ssi=none to fine-tune on the GT alone")
 
 
-def check_config(cfg: FinetuneConfig) -> None:
-    """One-line ConfigErrors for invalid or inconsistent settings."""
+def check_config(cfg: FinetuneConfig, checks: Checks | None = None) -> None:
+    """One-line ConfigErrors for invalid or inconsistent settings (quoting the overrides
+    ``checks`` was made from)."""
+    checks = checks or Checks()
     parse_split(cfg.data.split)
     _check_loss(cfg)
     if cfg.model.init_weights not in WEIGHTS:
         raise ConfigError(f"model.init_weights must be one of {', '.join(WEIGHTS)}; got "
                           f"{cfg.model.init_weights!r}")
-    for crop in [cfg.data.crop] + ([cfg.data.val_crop] if cfg.data.val_crop else []):
-        check_crop_size(crop)
+    check_crop(cfg.data.crop, checks, "data.crop", cfg.engine.batch_size // world_size_from_env())
+    if cfg.data.val_crop:
+        check_crop(cfg.data.val_crop, checks, "data.val_crop")  # eval mode: any multiple of 32
+    for name in ("top_min", "val_max_frames", "num_workers"):
+        checks.integer(f"data.{name}", getattr(cfg.data, name), 0)
 
 
 def resolve_config(kitti: str, teacher_maps: str, init: str, run_dir: Path,
@@ -149,5 +155,5 @@ def resolve_config(kitti: str, teacher_maps: str, init: str, run_dir: Path,
     cfg = replace(cfg, kitti=kitti or cfg.kitti, nyu=nyu or cfg.nyu,
                   teacher_maps=teacher_maps or cfg.teacher_maps,
                   model=replace(cfg.model, init=init or cfg.model.init))
-    check_config(cfg)
+    check_config(cfg, Checks(overrides))
     return cfg

@@ -127,6 +127,47 @@ def test_non_finite_loss_stops_with_step_and_keys(store: str, tmp_path: Path) ->
     assert torch.load(tmp_path / "nan" / "last.pt", weights_only=True)["step"] == 1
 
 
+def _scaled_loss(factor: float):
+    def wrap(inner):
+        def loss_fn(model, batch):
+            terms, pred = inner(model, batch)
+            return replace(terms, total=terms.total * factor), pred
+        return loss_fn
+    return wrap
+
+
+def test_exploding_gradients_name_the_parameter_not_the_data_or_the_lr(
+        store: str, tmp_path: Path) -> None:
+    """Gradients of 1e30 (a finite loss) overflow the float32 norm: the message says so and
+    names where the gradients are largest."""
+    trainer = make_trainer(store, tmp_path / "x", config("engine.steps=2"), _scaled_loss(1e30))
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert message.startswith("gradient norm overflows float32 at step 1 (rank 0) with a "
+                              "finite loss: exploding gradients, up to ")
+    peak = max(float(p.grad.abs().max()) for p in trainer.model.parameters())
+    name = max(trainer.model.named_parameters(), key=lambda np: float(np[1].grad.abs().max()))[0]
+    assert f"up to {peak:.3g} (in {name})" in message
+    assert "lower optim.lr" not in message and "check the data" not in message
+
+
+def test_nan_gradients_name_the_first_parameter(store: str, tmp_path: Path) -> None:
+    def nan_backward(inner):
+        def loss_fn(model, batch):
+            terms, pred = inner(model, batch)
+            # sqrt'(0) = inf and inf * 0 = NaN: a finite loss whose backward gives NaN
+            return replace(terms, total=terms.total + torch.sqrt(pred.sum() * 0)), pred
+        return loss_fn
+
+    trainer = make_trainer(store, tmp_path / "x", config("engine.steps=2"), nan_backward)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite gradient at step 1 \(rank 0\) with "
+                                                 r"a finite loss: the backward pass produced "
+                                                 r"NaN/inf in 6 parameter\(s\), first "
+                                                 r"conv1.weight"):
+        trainer.fit()
+
+
 def test_out_of_memory_gives_a_hint(store: str, tmp_path: Path) -> None:
     def oom(inner):
         def loss_fn(model, batch):
@@ -140,7 +181,7 @@ def test_out_of_memory_gives_a_hint(store: str, tmp_path: Path) -> None:
 
 
 def test_bad_engine_settings_are_one_line_errors(store: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="engine.precision must be one of bf16, fp16, fp32"):
+    with pytest.raises(ValueError, match="engine.precision=fp8: must be one of bf16, fp16, fp32"):
         make_trainer(store, tmp_path / "x", config("engine.precision=fp8"))
     with pytest.raises(ValueError, match="config: Key 'bogus' not in 'EngineConfig'"):
         config("engine.bogus=1")

@@ -62,7 +62,7 @@ def test_bpnet_three_step_run_through_the_cli(tmp_path: Path) -> None:
     write_synthetic_store(store, 10, (64, 96), shard_size=5)
     run = tmp_path / "run"
     args = ["pretrain", "--store", str(store), "--out", str(run), "engine.steps=3",
-            "engine.batch_size=1", "data.crop=[32,64]", "data.num_workers=0",
+            "engine.batch_size=1", "data.crop=[64,64]", "data.num_workers=0",
             "engine.log_every=1", "engine.val_every=0", "data.val_max_samples=1",
             "engine.image_every=3", "engine.progress=false", "optim.lr=1e-5"]
     result = CliRunner().invoke(app, args)
