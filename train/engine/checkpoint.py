@@ -1,4 +1,5 @@
-"""Run-state checkpoints: atomic, ``weights_only``-loadable, readable by ``load_checkpoint``.
+"""Run-state checkpoints: atomic, written off the training thread, ``weights_only``-loadable,
+readable by ``load_checkpoint``.
 
 A checkpoint is the released BP-Net format (``net``, ``epoch``, ``best_metric_ema``) plus
 ``ema``, ``optimizer``, ``scheduler``, ``scaler``, ``rng`` (one entry per rank: python,
@@ -7,6 +8,18 @@ YAML). So ``train.model.load_checkpoint(path)`` loads the raw weights and
 ``load_checkpoint(path, key="ema")`` the averaged ones. Files are read through
 :func:`train.model.checkpoint.read_checkpoint`, the one checkpoint reader (it knows
 nothing of the model unless asked to build one).
+
+Beside the resume state (``last.pt``, ~1.4 GB for BP-Net with its EMA and AdamW state) a run
+keeps ``weights.pt``: the released format ``{'net', 'epoch', 'best_metric_ema'}`` holding the
+weights to use (the EMA when there is one; ``weights`` says which), ~0.36 GB, strict-loadable
+into BPNet.
+
+Writing: :class:`CheckpointWriter` snapshots the payload's tensors (a CPU copy, the only
+part the training thread waits for), then a background thread ``torch.save``s it to a
+temporary file beside the target, fsyncs and renames it over the target, so a reader never
+sees a partial file. One write at a time: the next save first waits for the previous one;
+:meth:`CheckpointWriter.close` flushes (the trainer calls it when the run ends, by error
+too) and the thread is joined at interpreter exit.
 """
 
 from __future__ import annotations
@@ -14,14 +27,17 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 
-from data_schemas.errors import CheckpointError, InputNotFoundError
+from data_schemas.errors import CheckpointError, InputNotFoundError, TrainingError
 from train.model.checkpoint import read_checkpoint
 
 FORMAT = "dmd3c.train_checkpoint/1"
@@ -69,6 +85,77 @@ def atomic_save(payload: dict[str, Any], path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of ``value`` whose tensors are CPU copies (containers rebuilt), so training
+    may go on changing the originals while the copy is written."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: snapshot(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        items = [snapshot(item) for item in value]
+        return items if isinstance(value, list) else type(value)(items)
+    return value
+
+
+class CheckpointWriter:
+    """Writes checkpoints in one background thread, in submission order: :meth:`save`
+    returns once the payload is snapshot (see the module docstring). A save waits only for
+    an earlier write to one of its own paths, so at most one copy per target is held."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: list[tuple[frozenset[Path], Future[None]]] = []
+        self._lock = threading.Lock()
+
+    def save(self, payload: dict[str, Any], paths: Sequence[Path]) -> None:
+        """Write ``payload`` to every path of ``paths`` (atomically, in order) in the
+        background; a failed earlier write is raised here."""
+        targets = frozenset(paths)
+        with self._lock:
+            self._settle(lambda other: bool(other & targets))
+            copy = snapshot(payload)
+            self._pending.append((targets, self._pool.submit(_write_all, copy, list(paths))))
+
+    def wait(self) -> None:
+        """Block until every write is on disk (the first failure is raised here)."""
+        with self._lock:
+            self._settle(lambda other: True)
+
+    def close(self) -> None:
+        """Flush, then stop the thread."""
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _settle(self, blocking: Callable[[frozenset[Path]], bool]) -> None:
+        """Wait for the writes ``blocking`` selects, forget every finished one, and raise the
+        first failure among them."""
+        chosen = [(t, f) for t, f in self._pending if blocking(t) or f.done()]
+        self._pending = [item for item in self._pending if item not in chosen]
+        wait_all([f for _, f in chosen])
+        for _, future in chosen:
+            future.result()
+
+
+def _write_all(payload: dict[str, Any], paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            atomic_save(payload, path)
+        except OSError as err:
+            raise TrainingError(f"could not write checkpoint {path}: {err.strerror or err}; "
+                                f"free space or choose another --out, then --resume") from err
+
+
+def weights_payload(net: dict[str, torch.Tensor], which: str, step: int, epoch: int,
+                    best_metric: float = math.inf) -> dict[str, Any]:
+    """``weights.pt`` / ``best.pt``: the released keys (``net`` = the weights to use) plus
+    ``weights`` ("ema" or "net": where they came from) and ``step``."""
+    return {"net": net, "epoch": int(epoch), "best_metric_ema": float(best_metric),
+            "weights": which, "step": int(step)}
 
 
 def make_payload(*, net: dict[str, torch.Tensor], step: int, epoch: int, **extra: Any,

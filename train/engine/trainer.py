@@ -76,6 +76,7 @@ class Trainer(Generic[B]):
         self.net = self._wrap_ddp(self.model)
         _seed_everything(engine.seed + 1000 * ctx.rank + 1)
         self._resume_rng = payload["rng"] if payload is not None else None
+        self._writer: ckpt.CheckpointWriter | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     @property
@@ -130,6 +131,7 @@ class Trainer(Generic[B]):
         finally:
             monitor.close()
             _close(batches)
+            self.flush_checkpoints()
         return self.state
 
     def _loop(self, batches: Iterator[B], monitor: Monitor) -> None:
@@ -268,15 +270,44 @@ class Trainer(Generic[B]):
             rng=rng, world_size=self.ctx.world_size, config=self.config_yaml)
 
     def save_checkpoint(self) -> None:
-        """Write ``last.pt`` (and a kept copy every ``keep_every`` steps) atomically, rank 0."""
+        """Write ``last.pt`` (and a kept copy every ``keep_every`` steps) and ``weights.pt``
+        atomically from rank 0, in the background (:class:`~train.engine.checkpoint.
+        CheckpointWriter`): training waits only for a CPU copy of the state."""
         payload = self.checkpoint_payload()  # collective: every rank takes part
         if self.ctx.is_main:
-            ckpt.atomic_save(payload, self.run_dir / "last.pt")
+            paths = [self.run_dir / "last.pt"]
             keep = self.cfg.keep_every
             if keep and self.state.step % keep == 0:
-                name = f"step-{self.state.step:07d}.pt"
-                ckpt.atomic_save(payload, self.run_dir / "checkpoints" / name)
+                paths.append(self.run_dir / "checkpoints" / f"step-{self.state.step:07d}.pt")
+            self.writer.save(payload, paths)
+            if self.cfg.save_weights:
+                self.save_weights("weights.pt")
         barrier(self.ctx)
+
+    def save_weights(self, name: str, best_metric: float = math.inf) -> Path:
+        """Write ``run_dir/name`` in the released format (``{'net', 'epoch',
+        'best_metric_ema'}``; the EMA weights when there is an EMA) in the background, from
+        rank 0 (other ranks: nothing). E.g. ``best.pt`` after a best validation."""
+        path = self.run_dir / name
+        if self.ctx.is_main:
+            module = self.ema.module if self.ema is not None else self.model
+            payload = ckpt.weights_payload(module.state_dict(), "ema" if self.ema else "net",
+                                           self.state.step, self.state.epoch, best_metric)
+            self.writer.save(payload, [path])
+        return path
+
+    @property
+    def writer(self) -> ckpt.CheckpointWriter:
+        if self._writer is None:
+            self._writer = ckpt.CheckpointWriter()
+        return self._writer
+
+    def flush_checkpoints(self) -> None:
+        """Wait until every checkpoint write is on disk (run at the end of :meth:`fit`,
+        also when it stops on an error)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
 
 
 def _recent(losses: list[float], count: int = 3) -> str:

@@ -56,6 +56,13 @@ def test_three_step_run_logs_checkpoints_and_validates(store: str, tmp_path: Pat
         assert key in payload, key
     assert payload["step"] == 3 and payload["sampler"]["next_batch"] == 3
     assert (run / "checkpoints" / "step-0000002.pt").is_file()
+    weights = torch.load(run / "weights.pt", weights_only=True)  # the small file beside it
+    assert set(weights) == {"net", "epoch", "best_metric_ema", "weights", "step"}
+    assert weights["weights"] == "ema" and weights["step"] == 3
+    assert set(weights["net"]) == set(payload["ema"])
+    assert all(torch.equal(v, payload["ema"][k]) for k, v in weights["net"].items())
+    TinyNet().load_state_dict(weights["net"], strict=True)
+    assert (run / "weights.pt").stat().st_size < (run / "last.pt").stat().st_size / 2
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["engine"]["steps"] == 3 and saved["data"]["crop"] == [32, 64]
     assert saved["store"] == store

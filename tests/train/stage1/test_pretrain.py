@@ -76,3 +76,6 @@ def test_bpnet_three_step_run_through_the_cli(tmp_path: Path) -> None:
     assert set(ema) == set(loaded.model.state_dict())
     name, weight = next(iter(loaded.model.named_parameters()))
     assert not torch.equal(weight, ema[name])
+    small = load_checkpoint(run / "weights.pt")  # released format, strict into BPNet
+    assert isinstance(small.model, BPNet) and small.extra["weights"] == "ema"
+    assert all(torch.equal(v, ema[k]) for k, v in small.model.state_dict().items())
