@@ -87,15 +87,21 @@ def atomic_save(payload: dict[str, Any], path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def snapshot(value: Any) -> Any:
+def snapshot(value: Any, memo: dict[tuple[Any, ...], torch.Tensor] | None = None) -> Any:
     """A copy of ``value`` whose tensors are CPU copies (containers rebuilt), so training
-    may go on changing the originals while the copy is written."""
+    may go on changing the originals while the copy is written. The same memory met twice
+    (e.g. the EMA weights in ``last.pt`` and ``weights.pt``) is copied once (``memo``)."""
+    memo = {} if memo is None else memo
     if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
+        key = (value.untyped_storage().data_ptr(), value.storage_offset(), value.dtype,
+               value.device, tuple(value.shape), tuple(value.stride()))
+        if key not in memo:
+            memo[key] = value.detach().to("cpu", copy=True)
+        return memo[key]
     if isinstance(value, dict):
-        return {key: snapshot(item) for key, item in value.items()}
+        return {key: snapshot(item, memo) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        items = [snapshot(item) for item in value]
+        items = [snapshot(item, memo) for item in value]
         return items if isinstance(value, list) else type(value)(items)
     return value
 
@@ -110,14 +116,17 @@ class CheckpointWriter:
         self._pending: list[tuple[frozenset[Path], Future[None]]] = []
         self._lock = threading.Lock()
 
-    def save(self, payload: dict[str, Any], paths: Sequence[Path]) -> None:
-        """Write ``payload`` to every path of ``paths`` (atomically, in order) in the
-        background; a failed earlier write is raised here."""
-        targets = frozenset(paths)
+    def save(self, *jobs: tuple[dict[str, Any], Sequence[Path]]) -> None:
+        """Write each ``(payload, paths)`` job (the payload to every path, atomically, in
+        order) in the background; the jobs' tensors are snapshot together (each once). A
+        failed earlier write is raised here."""
+        targets = [frozenset(paths) for _, paths in jobs]
         with self._lock:
-            self._settle(lambda other: bool(other & targets))
-            copy = snapshot(payload)
-            self._pending.append((targets, self._pool.submit(_write_all, copy, list(paths))))
+            self._settle(lambda other: any(other & mine for mine in targets))
+            memo: dict[tuple[Any, ...], torch.Tensor] = {}
+            copies = [(snapshot(payload, memo), list(paths)) for payload, paths in jobs]
+            for mine, (copy, paths) in zip(targets, copies, strict=True):
+                self._pending.append((mine, self._pool.submit(_write_all, copy, paths)))
 
     def wait(self) -> None:
         """Block until every write is on disk (the first failure is raised here)."""

@@ -279,10 +279,17 @@ class Trainer(Generic[B]):
             keep = self.cfg.keep_every
             if keep and self.state.step % keep == 0:
                 paths.append(self.run_dir / "checkpoints" / f"step-{self.state.step:07d}.pt")
-            self.writer.save(payload, paths)
+            jobs = [(payload, paths)]
             if self.cfg.save_weights:
-                self.save_weights("weights.pt")
+                jobs.append((self.weights_payload(), [self.run_dir / "weights.pt"]))
+            self.writer.save(*jobs)
         barrier(self.ctx)
+
+    def weights_payload(self, best_metric: float = math.inf) -> dict[str, Any]:
+        """The weights to use (the EMA when there is one) in the released format."""
+        module = self.ema.module if self.ema is not None else self.model
+        return ckpt.weights_payload(module.state_dict(), "ema" if self.ema else "net",
+                                    self.state.step, self.state.epoch, best_metric)
 
     def save_weights(self, name: str, best_metric: float = math.inf) -> Path:
         """Write ``run_dir/name`` in the released format (``{'net', 'epoch',
@@ -290,10 +297,7 @@ class Trainer(Generic[B]):
         rank 0 (other ranks: nothing). E.g. ``best.pt`` after a best validation."""
         path = self.run_dir / name
         if self.ctx.is_main:
-            module = self.ema.module if self.ema is not None else self.model
-            payload = ckpt.weights_payload(module.state_dict(), "ema" if self.ema else "net",
-                                           self.state.step, self.state.epoch, best_metric)
-            self.writer.save(payload, [path])
+            self.writer.save((self.weights_payload(best_metric), [path]))
         return path
 
     @property

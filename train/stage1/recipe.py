@@ -148,7 +148,8 @@ def build_recipe(cfg: PretrainConfig, index: StoreIndex, ctx: DistContext,
     with BP-Net's interface), the store stream, the loss, validation."""
     crop = parse_crop(cfg.data.crop, (index.height, index.width))
     per_rank = cfg.engine.batch_size // max(ctx.world_size, 1)
-    if coarsest_values(crop, per_rank) < MIN_COARSEST_VALUES:  # the crop the canvas gives
+    bpnet = build_model is None  # the rule is BP-Net's (its BatchNorm at 1/32), not a test net's
+    if bpnet and coarsest_values(crop, per_rank) < MIN_COARSEST_VALUES:  # crop from the canvas
         raise ConfigError(f"data.crop: the store canvas {index.height}x{index.width} gives "
                           f"{crop[0]}x{crop[1]}, {small_crop_rule(crop, per_rank)}")
     train_index, val_index = index.split(cfg.data.val_shards)

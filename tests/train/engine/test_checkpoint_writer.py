@@ -44,7 +44,7 @@ def test_save_returns_before_the_write_and_writes_the_snapshot(
     monkeypatch.setattr(ckpt, "atomic_save", gated)
     weights = torch.arange(6.0)
     writer = ckpt.CheckpointWriter()
-    writer.save({"net": {"w": weights}, "step": 1}, [tmp_path / "last.pt"])
+    writer.save(({"net": {"w": weights}, "step": 1}, [tmp_path / "last.pt"]))
     assert not (tmp_path / "last.pt").exists()  # still waiting: save did not block
     weights += 100  # training goes on changing the live tensors
     gated.gate.set()
@@ -53,17 +53,28 @@ def test_save_returns_before_the_write_and_writes_the_snapshot(
     assert torch.equal(saved["net"]["w"], torch.arange(6.0)) and saved["step"] == 1
 
 
+def test_the_same_weights_in_two_payloads_are_copied_once() -> None:
+    model = torch.nn.Linear(3, 2)
+    first, second = model.state_dict(), model.state_dict()  # new tensor objects, same memory
+    copies = ckpt.snapshot([{"ema": first}, {"net": second}], {})
+    assert copies[0]["ema"]["weight"] is copies[1]["net"]["weight"]
+    assert copies[0]["ema"]["weight"].data_ptr() != model.weight.data_ptr()
+    assert torch.equal(copies[0]["ema"]["weight"], model.weight)
+    halves = ckpt.snapshot([model.weight[0], model.weight[1]], {})  # views of one storage
+    assert torch.equal(halves[0], model.weight[0]) and torch.equal(halves[1], model.weight[1])
+
+
 def test_one_write_at_a_time_and_a_save_waits_for_its_own_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gated = GatedSave()
     monkeypatch.setattr(ckpt, "atomic_save", gated)
     writer = ckpt.CheckpointWriter()
-    writer.save({"step": 1}, [tmp_path / "last.pt"])
-    writer.save({"step": 1}, [tmp_path / "weights.pt"])  # another path: queued, no wait
+    writer.save(({"step": 1}, [tmp_path / "last.pt"]))
+    writer.save(({"step": 1}, [tmp_path / "weights.pt"]))  # another path: queued, no wait
     done = threading.Event()
 
     def second_last() -> None:
-        writer.save({"step": 2}, [tmp_path / "last.pt"])
+        writer.save(({"step": 2}, [tmp_path / "last.pt"]))
         done.set()
 
     thread = threading.Thread(target=second_last)
@@ -80,7 +91,7 @@ def test_a_failed_write_is_reported_with_its_path(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     target = tmp_path / "file" / "last.pt"
     writer = ckpt.CheckpointWriter()
-    writer.save({"step": 1}, [target])
+    writer.save(({"step": 1}, [target]))
     with pytest.raises(TrainingError, match=f"could not write checkpoint {target}: "):
         writer.close()
 
@@ -93,14 +104,14 @@ writer = CheckpointWriter()
 out = Path(sys.argv[1])
 big = torch.zeros(8_000_000)
 if sys.argv[2] == "exit":
-    writer.save({"net": {"w": big + 7}, "step": 7}, [out])
+    writer.save(({"net": {"w": big + 7}, "step": 7}, [out]))
     sys.exit(0)  # no close(): the write is flushed at interpreter exit
-writer.save({"net": {"w": big}, "step": 0}, [out]); writer.wait()
+writer.save(({"net": {"w": big}, "step": 0}, [out])); writer.wait()
 print("ready", flush=True)
 step = 0
 while True:
     step += 1
-    writer.save({"net": {"w": big + step}, "step": step}, [out])
+    writer.save(({"net": {"w": big + step}, "step": step}, [out]))
 """
 
 
