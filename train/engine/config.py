@@ -24,6 +24,9 @@ class OptimConfig:
     """Peak learning rate of the one-cycle schedule (BP-Net: 1e-3)."""
     weight_decay: float = 0.05
     """AdamW decoupled weight decay (DMD3C / BP-Net: 0.05)."""
+    no_decay_1d: bool = True
+    """No weight decay on 1-D parameters (biases, norm weights), as the release's
+    ``utils.config_param`` decides (``train.engine.param_groups``); false = decay on all."""
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW betas; beta1 is overridden by the momentum cycle when it is on."""
     eps: float = 1e-8
@@ -51,7 +54,8 @@ class ScheduleConfig:
     max_momentum: float = 0.95
     """beta1 at the start and the end."""
     noise_pct: float = 0.1
-    """lr noise (BP-Net's NoiseOneCycle): lr * (1 + noise_pct * U(-1, 1)); 0 = off."""
+    """lr noise (BP-Net's ``schedulers.NoiseLR``): lr * (1 + noise_pct * n), n in [-1, 1)
+    drawn per step from a generator seeded with the step number; 0 = off."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,10 @@ class EngineConfig:
     """The training loop: length, batch, precision, EMA, logging, checkpoints, validation."""
 
     steps: int = 600_000
-    """Optimizer steps of the whole run (DMD3C stage 1: 600k)."""
+    """Optimizer steps of the whole run (DMD3C stage 1: 600k); 0 = ``epochs`` epochs."""
+    epochs: int = 0
+    """Run length in epochs of the training stream, used when ``steps`` is 0 (steps =
+    epochs x batches per epoch, as the release's ``nepoch``)."""
     batch_size: int = 16
     """Global batch size, split evenly over the DDP ranks (DMD3C: 16 on 4 GPUs)."""
     precision: str = "bf16"
@@ -84,7 +91,12 @@ class EngineConfig:
     keep_every: int = 0
     """Also keep ``checkpoints/step-NNNNNNN.pt`` every this many steps (0 = only ``last.pt``)."""
     val_every: int = 5000
-    """Steps between validations on the held-out shards (also run at the end); 0 = end only."""
+    """Steps between validations on the held-out data (also run at the end); 0 = end only."""
+    val_from_epoch: int = 0
+    """Validate every ``val_every`` steps only from this (0-based) epoch on (the release:
+    ``test_iter`` from ``test_epoch`` 25)."""
+    val_each_epoch: bool = False
+    """Also validate at the end of every epoch (the release)."""
     progress: bool = True
     """Show a tqdm progress bar (rank 0)."""
 
@@ -99,8 +111,11 @@ def parse_precision(precision: str) -> str:
 def check_engine(cfg: EngineConfig, world_size: int) -> int:
     """Validate ``cfg`` for ``world_size`` ranks; returns the per-rank batch size."""
     parse_precision(cfg.precision)
-    if cfg.steps < 1:
-        raise ConfigError(f"engine.steps must be >= 1, got {cfg.steps}")
+    if cfg.steps < 0 or cfg.epochs < 0 or cfg.steps == cfg.epochs == 0:
+        raise ConfigError(f"set engine.steps >= 1 or engine.steps=0 and engine.epochs >= 1; "
+                          f"got steps {cfg.steps}, epochs {cfg.epochs}")
+    if cfg.val_from_epoch < 0:
+        raise ConfigError(f"engine.val_from_epoch must be >= 0, got {cfg.val_from_epoch}")
     if cfg.batch_size < world_size or cfg.batch_size % world_size:
         raise ConfigError(f"engine.batch_size={cfg.batch_size} must be a multiple of the "
                          f"{world_size} ranks")
@@ -110,13 +125,14 @@ def check_engine(cfg: EngineConfig, world_size: int) -> int:
 
 
 def load_structured(schema: type[T], files: Sequence[Path], overrides: Sequence[str],
-                    base: str = "") -> T:
-    """``schema`` defaults <- ``base`` YAML text <- each YAML file <- ``key=value`` overrides.
+                    base: str = "", preset: T | None = None) -> T:
+    """``schema`` defaults (or the ``preset`` instance of it) <- ``base`` YAML text <- each YAML
+    file <- ``key=value`` overrides.
 
     Unknown keys and ill-typed values are a one-line :class:`ConfigError` naming the key.
     """
     try:
-        merged = OmegaConf.structured(schema)
+        merged = OmegaConf.structured(preset if preset is not None else schema)
         layers = [OmegaConf.create(base)] if base else []
         layers += [OmegaConf.load(_existing(path)) for path in files]
         layers.append(OmegaConf.from_dotlist(list(overrides)))

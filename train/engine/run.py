@@ -32,8 +32,9 @@ class RunConfig(Protocol):
 
 
 def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
-                    overrides: Sequence[str], resume: bool) -> T:
-    """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides.
+                    overrides: Sequence[str], resume: bool, preset: T | None = None) -> T:
+    """Defaults (or ``preset``) <- (the run's saved config when resuming) <- ``config_file``
+    <- overrides.
 
     A run directory that already holds a run is refused unless ``resume``.
     """
@@ -43,7 +44,8 @@ def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
     elif (run_dir / "last.pt").exists():
         raise ConfigError(f"{run_dir} already holds a run (last.pt): pass --resume to continue "
                          f"it or choose another --out")
-    return load_structured(schema, [config_file] if config_file else [], overrides, base=base)
+    return load_structured(schema, [config_file] if config_file else [], overrides, base=base,
+                           preset=preset)
 
 
 def run_recipe(cfg: RunConfig, run_dir: Path, resume: bool,
