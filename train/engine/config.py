@@ -77,7 +77,8 @@ class EngineConfig:
     ema_decay: float = 0.9999
     """Decay of the exponential moving average of the weights (0 = no EMA)."""
     sync_bn: bool = False
-    """Convert BatchNorm to SyncBatchNorm under multi-GPU DDP (ignored on CPU)."""
+    """Convert BatchNorm to SyncBatchNorm under multi-GPU DDP (one process: plain BatchNorm
+    over the whole batch, which SyncBN over the ranks' shares equals)."""
     find_unused_parameters: bool = False
     """Passed to DistributedDataParallel."""
     seed: int = 0

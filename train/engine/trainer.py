@@ -92,8 +92,8 @@ class Trainer(Generic[B]):
             convert = cast(Callable[[nn.Module], nn.Module],
                            nn.SyncBatchNorm.convert_sync_batchnorm)
             model = convert(model)
-        elif self.cfg.sync_bn and self.ctx.is_main:
-            logger.warning("engine.sync_bn needs multi-GPU DDP; BatchNorm stays per process")
+        elif self.cfg.sync_bn and self.ctx.distributed and self.ctx.is_main:
+            logger.warning("engine.sync_bn needs CUDA; BatchNorm stays per process")
         return model.to(self.ctx.device).train()
 
     def _wrap_ddp(self, model: nn.Module) -> nn.Module:

@@ -242,6 +242,7 @@ def recipe_preset(name: str) -> FinetuneConfig:
 
 # -- checks ---------------------------------------------------------------------------------
 def _check_ours(cfg: FinetuneConfig) -> None:
+    """The ``ours`` settings (checked whatever the objective: a typo is caught early)."""
     loss = cfg.loss
     parse_loss_kind(loss.supervised)
     if loss.ssi not in SSI_LOSS_NAMES:
@@ -249,8 +250,8 @@ def _check_ours(cfg: FinetuneConfig) -> None:
                           f"{loss.ssi!r}")
     if loss.teacher_space != "auto":
         parse_depth_space(loss.teacher_space)
-    too_big = [s for s in loss.patch_sizes if s > min(cfg.data.crop)] if loss.ssi == "patch" \
-        else []
+    patches = loss.objective == "ours" and loss.ssi == "patch"
+    too_big = [s for s in loss.patch_sizes if s > min(cfg.data.crop)] if patches else []
     if too_big:
         raise ConfigError(f"loss.patch_sizes {too_big} do not fit the training crop "
                           f"{cfg.data.crop[0]}x{cfg.data.crop[1]}")
@@ -270,8 +271,7 @@ def _check_loss(cfg: FinetuneConfig) -> None:
                               f"coarsest first); got {list(getattr(loss, name))}")
     if loss.teacher_weight < 0:
         raise ConfigError(f"loss.teacher_weight must be >= 0, got {loss.teacher_weight}")
-    if loss.objective == "ours":
-        _check_ours(cfg)
+    _check_ours(cfg)
     if cfg.nyu and loss.uses_teacher:
         raise ConfigError("NYUv2 has no teacher maps (`dmd3c teach` reads KITTI): pass "
                           "loss.teacher_weight=0 to fine-tune on NYUv2")
