@@ -47,8 +47,8 @@ from train.stage2.validation import (
 )
 
 logger = logging.getLogger(__name__)
-EXPECTED_FORM = {"released": "released", "dmdpp": "aligned"}
-"""The teacher form each released objective was made for."""
+MADE_FOR = {"released": ("released", "disparity"), "dmdpp": (None, "depth")}
+"""The teacher each released objective was made for: (form, space); None = any form."""
 
 
 # -- loss ---------------------------------------------------------------------------------
@@ -87,10 +87,11 @@ def open_checked_teacher(cfg: FinetuneConfig, frames: Sequence[KittiFrame],
         return None
     teacher = open_teacher(cfg.teacher_maps, cfg.data.teacher_form)
     teacher.check_covers(frames)
-    expected = EXPECTED_FORM.get(cfg.loss.objective)
-    if is_main and expected is not None and teacher.form != expected:
-        logger.warning("loss.objective=%s was made for %s teacher maps; training with %s ones",
-                       cfg.loss.objective, expected, teacher.form)
+    form, space = MADE_FOR.get(cfg.loss.objective, (None, None))
+    if is_main and ((form and teacher.form != form) or (space and teacher.space != space)):
+        logger.warning("loss.objective=%s was made for %s %s teacher maps; training with %s %s "
+                       "ones", cfg.loss.objective, form or "any", space, teacher.form,
+                       teacher.space)
     unaligned = teacher.unaligned(frames) if is_main else []
     if unaligned:
         logger.warning("%d of %d training images have no LiDAR-aligned teacher map (first: %s); "

@@ -27,32 +27,6 @@ CPU = DistContext(0, 1, 0, torch.device("cpu"))
 OURS = ["--recipe", "dmd3c-ours"]
 
 
-def test_finetune_three_steps_on_a_tiny_fixture(ckpt: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    root = official_tree(tmp_path / "kitti")
-    maps = {f.key: fake_disparity((375, 1242)) for f in find_frames(root, "train")}
-    teacher = write_teacher_maps(tmp_path / "teacher.zarr", maps)
-    out = tmp_path / "run"
-    args = ["finetune", *OURS, "--kitti", root, "--teacher-maps", teacher, "--init", ckpt,
-            "--out", out, "engine.steps=3", "engine.batch_size=1", "engine.device=cpu", "engine.precision=fp32",
-            "engine.log_every=1", "engine.image_every=0", "engine.checkpoint_every=0",
-            "engine.val_every=0", "engine.progress=false", "engine.ema_decay=0",
-            "data.crop=[32,128]",
-            "data.num_workers=0", "data.val_split=''", "loss.ssi=rpnl"]
-    code, stdout, err = run_cli(args, capsys)
-    assert code == 0, err
-    assert "3 steps done" in stdout
-    assert (out / "last.pt").is_file()
-    config = (out / "config.yaml").read_text()
-    assert "ssi: rpnl" in config and str(teacher) in config
-    payload = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
-    init = torch.load(ckpt, weights_only=True, map_location="cpu", mmap=True)["net"]
-    assert payload["step"] == 3 and set(payload["net"]) == set(init)
-    # a second run into the same folder must be explicit
-    code, _, err = run_cli(args, capsys)
-    assert code == 2 and "--resume" in err
-
-
 def test_finetune_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["finetune", "--kitti", tmp_path, "--out", tmp_path / "r"], capsys)
     assert code == 2 and "recipe dmd3c trains against teacher maps: pass --teacher-maps" in err
@@ -170,3 +144,19 @@ def test_patch_sizes_must_fit_the_crop(tmp_path: Path) -> None:
                        recipe="dmd3c-ours")
     assert resolve_config("kitti", "t.zarr", "", tmp_path / "r", None, overrides[:2],
                           False, recipe="dmd3c-ours").loss.patch_sizes == (32, 64)
+
+
+def test_missing_teacher_maps_stop_the_run_before_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = official_tree(tmp_path / "kitti", ("train",))
+    frames = find_frames(root, "train")
+    teacher = write_teacher_maps(tmp_path / "t.zarr", {frames[0].key: fake_disparity((375, 1242))})
+    out = tmp_path / "run"
+    code, _, err = run_cli(["finetune", "--kitti", root, "--teacher-maps", teacher, "--out", out,
+                            "engine.device=cpu"], capsys)
+    assert code == 2
+    assert "1 of 2 KITTI images have no teacher map" in err and frames[1].name in err
+    assert not out.exists()  # refused before anything was written or built
+    code, _, err = run_cli(["finetune", "--kitti", root, "--teacher-maps", tmp_path / "none",
+                            "--out", out], capsys)
+    assert code == 2 and "is neither a `dmd3c teach` store" in err

@@ -184,6 +184,7 @@ def test_dmd3c_objective_is_the_released_loss() -> None:
     torch.manual_seed(7)
     ours = stage2_loss(preds, batch, dmd3c_recipe().loss)
     torch.manual_seed(7)
+    assert batch.teacher is not None
     released = released_stage2_loss(preds, batch.target, batch.teacher)
     assert torch.equal(ours.total, released.total)
     assert torch.equal(ours.scalars["teacher"], released.teacher.detach())
@@ -194,10 +195,12 @@ def test_dmd3cpp_objective_is_the_dmdpp_loss_in_every_epoch() -> None:
     for epoch in (0, 24, 25, 29):
         preds, batch = _batch(1, epoch)
         ours = stage2_loss(preds, batch, dmdpp_recipe().loss)
+        assert batch.teacher is not None
         reference = dmdpp_stage2_loss(preds, batch.target, batch.teacher, 0)
         assert torch.equal(ours.total, reference.total), epoch  # on: MSMSE_ssil as released
     cfg = replace(dmdpp_recipe().loss, teacher_off_from_epoch=25)  # the intended switch
     preds, batch = _batch(1, 25)
+    assert batch.teacher is not None
     assert torch.equal(stage2_loss(preds, batch, cfg).total,
                        dmdpp_stage2_loss(preds, batch.target, batch.teacher, 25).total)
 
@@ -209,7 +212,8 @@ def test_gt_only_draws_no_crops_and_needs_no_teacher() -> None:
     state = torch.get_rng_state()
     out = stage2_loss(preds, batch, cfg)
     assert torch.equal(torch.get_rng_state(), state)
-    gt = sum(w * released_gt_term(p, batch.target) for w, p in zip(D, preds, strict=True))
+    gt = torch.stack([w * released_gt_term(p, batch.target) for w, p in zip(D, preds,
+                                                                            strict=True)]).sum()
     assert torch.equal(out.total, gt) and "teacher" not in out.scalars
     with pytest.raises(ValueError, match="carries no teacher maps"):
         stage2_loss(preds, batch, dmd3c_recipe().loss)

@@ -87,8 +87,9 @@ def parse_output_kind(kind: object) -> str:
 def _open_group(url: str) -> zarr.Group:
     location = StoreLocation.parse(url)
     if not location.exists("zarr.json"):
-        raise InputNotFoundError(f"teacher maps not found: {url} (no zarr.json; run `dmd3c "
-                                f"teach --kitti ROOT --out {url}`)")
+        raise InputNotFoundError(f"teacher maps not found: {url} is neither a `dmd3c teach` "
+                                f"store (run `dmd3c teach --kitti ROOT --out {url}`) nor a "
+                                f"folder of released raw/.../disp/*.png maps")
     return zarr.open_group(location.zarr_store(read_only=True), mode="r")
 
 

@@ -64,8 +64,10 @@ def test_released_form_is_the_8_bit_png_of_the_whole_frame(tmp_path: Path, tree)
     for i, frame in enumerate(frames):
         sample, _ = dataset.sample(i)
         top, left = _window(sample.K, frame)
-        png = cv2.imread(str(root / frame.key.replace("/data/", "/disp/")),
-                         cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+        grey = cv2.imread(str(root / frame.key.replace("/data/", "/disp/")),
+                          cv2.IMREAD_GRAYSCALE)
+        assert grey is not None
+        png = grey.astype(np.float32) / 255
         assert sample.teacher is not None
         np.testing.assert_array_equal(sample.teacher, png[top:top + 64, left:left + 256])
         crop = maps[frame.key][top:top + 64, left:left + 256]
@@ -104,7 +106,8 @@ def test_constant_map_gives_a_finite_target_and_loss(tmp_path: Path, tree) -> No
     preds = [(5 + torch.rand(2, 1, 64, 256)).requires_grad_(True) for _ in range(6)]
     out = stage2_loss(preds, batch, dmd3c_recipe().loss)
     out.total.backward()
-    assert torch.isfinite(out.total) and all(torch.isfinite(p.grad).all() for p in preds)
+    assert torch.isfinite(out.total)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in preds)
 
 
 def _aligned_store(tmp_path: Path, maps: dict[str, np.ndarray], aligned: list[str],
@@ -144,10 +147,11 @@ def test_aligned_form_without_aligned_maps(tmp_path: Path, tree) -> None:
 def test_flip_teacher_switch_in_the_dataset(tmp_path: Path, tree) -> None:
     _, frames, maps = tree
     store = write_teacher_maps(tmp_path / "t.zarr", maps)
-    kwargs = {"teacher_maps": str(store), "teacher_form": "raw"}
     flip = AugmentConfig(flip_prob=1.0, jitter_std=0.0)
-    with_image = KittiDataset(frames, True, (64, 256), flip, **kwargs)
-    released = KittiDataset(frames, True, (64, 256), flip, flip_teacher=False, **kwargs)
+    with_image = KittiDataset(frames, True, (64, 256), flip, teacher_maps=str(store),
+                              teacher_form="raw")
+    released = KittiDataset(frames, True, (64, 256), flip, teacher_maps=str(store),
+                            teacher_form="raw", flip_teacher=False)
     a, _ = with_image.sample(0)
     b, _ = released.sample(0)
     assert a.teacher is not None and b.teacher is not None
