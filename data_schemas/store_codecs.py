@@ -1,0 +1,132 @@
+"""The codecs of every stored array (schema 2.0) and the codec pipeline that runs them.
+
+Chosen by measurement on 352 x 1216 samples (``benchmarks/bench_store_codecs.py``; the
+README's store section has the table). Every array's inner chunk (one sample) ends with a
+``crc32c`` checksum that zarr verifies on every read; the shard index has its own.
+
+* ``rgb``: ``zstd`` level 1 (lossless). Image codecs (PNG, JPEG-XL, WebP, JPEG-LS) were 25-35 %
+  smaller but 4-20x slower to decode; the store wins its size back on the depth maps. Opt-in
+  ``jpeg`` (quality >= 95, through imagecodecs) for corpora whose sources are JPEGs anyway.
+* ``"m/256"`` depth maps: ``numcodecs.fixedscaleoffset`` to uint16 (KITTI's 1/256 m), byte
+  shuffle, ``zstd`` level 1.
+* ``float16`` maps: byte shuffle + ``zstd`` level 1.
+* small float arrays (K, pose) and ``valid``: ``zstd``; strings: ``vlen-utf8`` + ``zstd``.
+
+The ``zarrs`` Rust codec pipeline (PyPI ``zarrs``) encodes and decodes all of these but the
+strings and JPEG (those fall back to zarr-python's pipeline, array by array); it is used for
+every array the store opens when it is installed (:func:`codec_pipeline`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+from zarr.codecs.numcodecs import FixedScaleOffset
+from zarr.codecs.numcodecs._codecs import _NumcodecsArrayBytesCodec
+
+from data_schemas.sample_schema import DEPTH_SCALE, ArraySpec, RgbCodec
+
+ZSTD_LEVEL = 1
+JPEG_QUALITY = 95
+"""Quality of the opt-in lossy rgb codec (>= 95: visually lossless for training)."""
+ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
+
+CODEC_PACKAGES = {
+    "numcodecs.imagecodecs_jpeg8": "imagecodecs",
+    "numcodecs.fixedscaleoffset": "numcodecs",
+    "blosc": "numcodecs",
+    "zstd": "numcodecs",
+}
+"""Codec name in the array metadata -> the Python package that provides it."""
+
+
+class ImagecodecsJpeg8(_NumcodecsArrayBytesCodec, codec_name="imagecodecs_jpeg8"):  # type: ignore[misc]
+    """Baseline JPEG of one ``[1, H, W, 3]`` uint8 chunk through imagecodecs (opt-in rgb)."""
+
+
+def register_codecs() -> None:
+    """Make the imagecodecs JPEG codec known to numcodecs and zarr (idempotent).
+
+    Also reachable from the ``zarr.codecs`` entry point of the ``dmd3c`` package, so that
+    dask / xarray open stores with JPEG rgb once dmd3c and imagecodecs are installed.
+    """
+    import imagecodecs.numcodecs
+
+    imagecodecs.numcodecs.register_codecs(codecs=["jpeg8"], verbose=False)
+    zarr.registry.register_codec(ImagecodecsJpeg8.codec_name, ImagecodecsJpeg8)
+
+
+def array_codecs(spec: ArraySpec, rgb_codec: RgbCodec = "lossless") -> dict[str, Any]:
+    """Keyword arguments of ``zarr.create_array`` (filters, serializer, compressors)."""
+    checksum = Crc32cCodec()
+    if spec.name == "rgb" and rgb_codec == "jpeg":
+        register_codecs()
+        with _quiet():
+            jpeg = ImagecodecsJpeg8(level=JPEG_QUALITY)
+        return {"serializer": jpeg, "compressors": [checksum]}
+    if spec.storage == "m/256":
+        with _quiet():
+            to_u16 = FixedScaleOffset(offset=0, scale=DEPTH_SCALE, dtype="<f4", astype="<u2")
+        return {"filters": [to_u16], "compressors": [_shuffle_zstd(2), checksum]}
+    if spec.storage == "float16":
+        return {"compressors": [_shuffle_zstd(2), checksum]}
+    return {"compressors": [ZstdCodec(level=ZSTD_LEVEL), checksum]}
+
+
+def _shuffle_zstd(typesize: int) -> BloscCodec:
+    return BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="shuffle", typesize=typesize)
+
+
+def to_stored(spec: ArraySpec, values: np.ndarray) -> np.ndarray:
+    """``values`` as the codecs expect them: ``m/256`` nonzero depths below one step are
+    raised to one step (1/256 m), so that no data point turns into "no data" (0)."""
+    if spec.storage != "m/256":
+        return values
+    step = np.float32(1.0 / DEPTH_SCALE)
+    return np.where((values > 0) & (values < step), step, values).astype(np.float32)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Numcodecs codecs are not in the Zarr.*")
+        warnings.filterwarnings("ignore", message=".*(string|StringDType).*")
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr.*")
+        yield
+
+
+def zarrs_available() -> bool:
+    try:
+        import zarrs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def codec_pipeline(fast: bool = True) -> Iterator[None]:
+    """Arrays opened inside use the ``zarrs`` pipeline (``fast`` and installed; arrays it
+    cannot run fall back to zarr-python's), else zarr-python's default pipeline."""
+    path = ZARRS_PIPELINE if fast and zarrs_available() else "zarr.core.codec_pipeline." \
+        "BatchedCodecPipeline"
+    with zarr.config.set({"codec_pipeline.path": path, "codec_pipeline.strict": False}), \
+            _quiet():
+        yield
+
+
+def missing_codec(err: BaseException) -> str | None:
+    """The codec name a zarr error complains about (not registered), else None."""
+    text = str(err)
+    for name, package in CODEC_PACKAGES.items():
+        if name in text:
+            return f"codec {name!r} is not available: install the Python package {package!r}"
+    if "codec" in text.lower() and ("not found" in text.lower() or "unknown" in text.lower()):
+        return f"{text.splitlines()[0]} (install the package that provides this codec)"
+    return None
