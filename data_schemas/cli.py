@@ -1,14 +1,18 @@
-"""``dmd3c inspect``: summary, JSON and quick-look montage of a sample store."""
+"""``dmd3c inspect`` (summary, JSON, quick-look montage) and ``dmd3c migrate`` of a sample store."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 import typer
 
+from data_schemas.errors import ConfigError, InputError
+from data_schemas.migrate import migrate_store
 from data_schemas.quicklook import montage, write_png
+from data_schemas.sample_schema import parse_rgb_codec
 from data_schemas.sample_store import SampleStore
 from data_schemas.store_stats import store_summary
 from data_schemas.validate import validate
@@ -22,11 +26,13 @@ def inspect_command(
     num_samples: Annotated[int, typer.Option(
         "--samples", min=1, help="Samples in the --png montage (evenly spread).")] = 4,
     strict: Annotated[bool, typer.Option(
-        "--strict", help="Fail if a shard holds data without a commit record.")] = False,
+        "--strict", help="Also read every chunk (checksums) and check physical ranges; fail "
+                         "(exit 2) on corruption or a shard with data but no commit record."),
+    ] = False,
 ) -> None:
     """Validate a sample store and summarise it (statistics computed with dask)."""
     opened = SampleStore.open(store)
-    report = validate(opened, allow_pending=not strict)
+    report = validate(opened, allow_pending=not strict, strict=strict)
     summary = store_summary(opened, report)
     if png is not None:
         write_png(png, montage(_spread_samples(opened, num_samples)))
@@ -34,21 +40,21 @@ def inspect_command(
     typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
 
 
-def _spread_samples(store: SampleStore, count: int) -> list[dict]:
+def _spread_samples(store: SampleStore, count: int) -> list[dict[str, np.ndarray]]:
     if store.num_samples == 0:
-        raise ValueError(f"{store.url}: no committed samples to draw")
+        raise InputError(f"{store.url}: no committed samples to draw for --png")
     indices = sorted({round(i * (store.num_samples - 1) / max(count - 1, 1))
                       for i in range(min(count, store.num_samples))})
     return [store.read_sample(i) for i in indices]
 
 
-def _brief(attrs: dict, fields: tuple[str, ...]) -> str:
+def _brief(attrs: dict[str, object], fields: tuple[str, ...]) -> str:
     """A few named fields of an attribute dict (``--json`` has all of them)."""
     shown = [f"{name}={attrs[name]}" for name in fields if name in attrs]
     return ", ".join(shown) or "-"
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable lines of a :func:`store_summary`."""
     lines = [
         f"store          {summary['store']}",
@@ -70,3 +76,21 @@ def format_summary(summary: dict) -> str:
         lines.append(f"warning        shards with data but no commit record (interrupted "
                      f"writes): {summary['shards_pending_with_data']}")
     return "\n".join(lines)
+
+
+def migrate_command(
+    source: Annotated[str, typer.Argument(help="Existing store (schema 1.x or 2.x).")],
+    target: Annotated[str, typer.Argument(help="New store to write (schema 2.0).")],
+    rgb_codec: Annotated[str, typer.Option(
+        "--rgb-codec", help="rgb codec of the new store: lossless, or jpeg (quality 95).")
+    ] = "lossless",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace TARGET.")] = False,
+) -> None:
+    """Convert a sample store to the current schema (2.0): checksums, no padding rows."""
+    try:
+        codec = parse_rgb_codec(rgb_codec)
+    except ValueError as err:
+        raise ConfigError(f"--rgb-codec {rgb_codec!r}: {err}") from err
+    report = migrate_store(source, target, codec, overwrite=overwrite, progress=True)
+    typer.echo(f"migrated {report.samples} samples in {report.shards} shards of {report.source} "
+               f"(schema {report.source_version}) to {report.target} (schema 2.0)")

@@ -42,7 +42,7 @@ from data_schemas.sample_schema import (
     array_specs,
     parse_schema_version,
 )
-from data_schemas.store_codecs import array_codecs, codec_pipeline, missing_codec
+from data_schemas.store_codecs import array_codecs, codec_names, codec_pipeline, missing_codec
 
 Sample = dict[str, np.ndarray]
 """One sample: array name -> value without the sample axis (``key``/``source``: 0-d str)."""
@@ -158,10 +158,10 @@ class SampleStore:
         try:
             with codec_pipeline():
                 node = self.root[name]
-        except KeyError as err:
-            raise StoreError(self.url, f"array {name!r} is missing") from err
-        except Exception as err:  # an unregistered codec, malformed metadata
+        except Exception as err:  # missing, an unregistered codec, malformed metadata
             hint = missing_codec(err)
+            if hint is None and isinstance(err, KeyError):
+                raise StoreError(self.url, f"array {name!r} is missing") from err
             raise StoreError(self.url, f"array {name!r}: {hint or _one_line(err)}") from err
         if not isinstance(node, zarr.Array):
             raise StoreError(self.url, f"{name!r} is a group, not an array")
@@ -308,8 +308,15 @@ class SampleStore:
             except StoreError:
                 raise
             except Exception as err:  # codec / checksum / IO errors of a damaged object
+                hint = missing_codec(err, self.codec_names(name))
+                if hint is not None:
+                    raise StoreError(self.url, f"array {name!r}: {hint}") from err
                 raise self._diagnose(name, shard, start, stop, err) from err
         return out
+
+    def codec_names(self, name: str) -> tuple[str, ...]:
+        """The codecs of array ``name`` as named in its metadata."""
+        return codec_names(self.array(name).metadata.to_dict())
 
     def _check_objects(self, shard: int, names: Sequence[str]) -> None:
         """A committed shard with samples has an object in every array (zarr would return

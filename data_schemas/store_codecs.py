@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 
+import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
@@ -48,6 +50,11 @@ CODEC_PACKAGES = {
 
 class ImagecodecsJpeg8(_NumcodecsArrayBytesCodec, codec_name="imagecodecs_jpeg8"):  # type: ignore[misc]
     """Baseline JPEG of one ``[1, H, W, 3]`` uint8 chunk through imagecodecs (opt-in rgb)."""
+
+    @cached_property
+    def _codec(self) -> Any:
+        register_codecs()  # imports imagecodecs: ModuleNotFoundError names it when missing
+        return numcodecs.get_codec(dict(self.codec_config))
 
 
 def register_codecs() -> None:
@@ -121,12 +128,27 @@ def codec_pipeline(fast: bool = True) -> Iterator[None]:
         yield
 
 
-def missing_codec(err: BaseException) -> str | None:
-    """The codec name a zarr error complains about (not registered), else None."""
+def missing_codec(err: BaseException, codecs: tuple[str, ...] = ()) -> str | None:
+    """One line naming the codec and the package to install, when ``err`` says a codec (or
+    its package) is missing; else None. ``codecs``: the codec names of the array."""
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        package = err.name.split(".")[0]
+        used = [c for c in codecs if CODEC_PACKAGES.get(c) == package] or list(codecs)
+        return (f"codec {', '.join(used) or '?'} needs the Python package {package!r}, which "
+                f"is not installed: pip install {package}")
     text = str(err)
     for name, package in CODEC_PACKAGES.items():
         if name in text:
-            return f"codec {name!r} is not available: install the Python package {package!r}"
-    if "codec" in text.lower() and ("not found" in text.lower() or "unknown" in text.lower()):
-        return f"{text.splitlines()[0]} (install the package that provides this codec)"
+            return (f"codec {name!r} is not available: install the Python package {package!r} "
+                    f"(pip install {package} dmd3c)")
     return None
+
+
+def codec_names(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """Every codec name in a zarr v3 array's metadata, inner (sharded) codecs included."""
+    names: list[str] = []
+    for codec in metadata.get("codecs", ()):
+        names.append(str(codec.get("name")))
+        inner = codec.get("configuration", {}).get("codecs", ())
+        names += [str(c.get("name")) for c in inner]
+    return tuple(names)

@@ -8,6 +8,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from data_schemas.errors import StoreError
 from data_schemas.sample_store import SampleStore
 from data_schemas.validate import ValidationReport
 
@@ -43,11 +44,13 @@ def store_summary(store: SampleStore, report: ValidationReport) -> dict[str, obj
     """Everything ``dmd3c inspect`` prints, as JSON-ready values."""
     summary: dict[str, object] = {
         "store": store.url,
-        "schema_version": store.attrs["schema"]["version"],  # type: ignore[index]
+        "schema_version": store.schema_version,
         "canvas": [store.layout.height, store.layout.width],
         "shard_size": store.layout.shard_size,
         "num_shards": store.layout.num_shards,
         "num_samples": store.num_samples,
+        "num_rows": store.num_rows,
+        "values_checked": report.checked_values,
         "shards_committed": len(report.committed),
         "shards_pending": len(report.pending),
         "shards_pending_with_data": report.pending_with_data,
@@ -69,9 +72,14 @@ def _skipped_summary(store: SampleStore) -> dict[str, object]:
 def _array_stats(store: SampleStore) -> dict[str, object]:
     if store.num_samples == 0:
         return {"sparse_valid_fraction": 0.0, "sparse_depth": None, "teacher_depth": None}
-    lazy = {name: depth_summary(committed_dask(store, name))
-            for name in ("sparse_depth", "teacher_depth")}
-    (computed,) = dask.compute(lazy)
+    names = ("sparse_depth", "teacher_depth")
+    lazy = {name: depth_summary(committed_dask(store, name)) for name in names}
+    try:
+        (computed,) = dask.compute(lazy)
+    except Exception as err:  # a corrupt chunk: name it (array, shard, sample, row)
+        for shard in store.committed_shards:
+            store.read_shard(shard, names)
+        raise StoreError(store.url, f"cannot compute statistics: {err}") from err
     out: dict[str, object] = {name: _to_json(stats) for name, stats in computed.items()}
     out["sparse_valid_fraction"] = out["sparse_depth"]["valid_fraction"]  # type: ignore[index]
     out["depth_bin_edges_m"] = [e if np.isfinite(e) else None for e in DEPTH_BIN_EDGES_M]

@@ -10,6 +10,10 @@ Written by ``dmd3c teach`` (pipeline), read by stage-2 fine-tuning (train)::
 Array attributes: ``source`` (the image file), ``units`` (teacher units, see root
 ``teacher.output_kind``) and ``complete`` (true once the data is written: a re-run redoes
 incomplete maps). Root ``keys`` lists every map after a finished run.
+
+Codecs (1.1): float32 kept exactly, byte shuffle + zstd, and a ``crc32c`` checksum that every
+read verifies (a corrupt map is a :class:`StoreError` naming the store and the key). 1.0
+stores (zstd only, no checksum) are read as they are.
 """
 
 from __future__ import annotations
@@ -18,13 +22,18 @@ import os
 
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from data_schemas.errors import SchemaVersionError, StoreError
 from data_schemas.location import StoreLocation
 from data_schemas.sample_schema import parse_schema_version
+from data_schemas.store_codecs import codec_pipeline
+
+_CODECS = {"compressors": [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=4),
+                           Crc32cCodec()]}
 
 SCHEMA_NAME = "dmd3c.teacher_maps"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def open_teacher_maps(url: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
@@ -82,7 +91,8 @@ def write_teacher_map(group: zarr.Group, key: str, source: str, values: np.ndarr
     node = group.require_group(parent) if parent else group
     array = node.create_array(name, shape=values.shape, dtype="float32", chunks=values.shape,
                               fill_value=0.0, dimension_names=("y", "x"), overwrite=True,
-                              attributes={"source": source, "units": units, "complete": False})
+                              attributes={"source": source, "units": units, "complete": False},
+                              **_CODECS)
     array[:] = values.astype(np.float32)
     array.attrs["complete"] = True
 
@@ -97,5 +107,14 @@ def teacher_map_keys(group: zarr.Group) -> list[str]:
 
 
 def read_teacher_map(group: zarr.Group, key: str) -> np.ndarray:
-    """The float32 [H, W] map of ``key``."""
-    return np.asarray(group[key][...], dtype=np.float32)  # type: ignore[index]
+    """The float32 [H, W] map of ``key`` (checksum verified: StoreError when corrupt)."""
+    try:
+        with codec_pipeline():
+            return np.asarray(group[key][...], dtype=np.float32)  # type: ignore[index]
+    except KeyError:
+        raise
+    except Exception as err:  # checksum / codec / IO error of a damaged map
+        where = str(group.store_path)
+        raise StoreError(where, f"teacher map {key!r}: corrupt data ({type(err).__name__}: "
+                                f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})"
+                         ) from err

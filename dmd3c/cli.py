@@ -15,7 +15,7 @@ import typer
 import pipeline.cli
 import train.cli
 import train.stage2_cli
-from data_schemas.cli import inspect_command
+from data_schemas.cli import inspect_command, migrate_command
 from data_schemas.errors import DmdError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("inspect")(inspect_command)
+app.command("migrate")(migrate_command)
 pipeline.cli.register(app)
 train.cli.register(app)
 train.stage2_cli.register(app)
