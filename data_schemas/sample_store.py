@@ -66,7 +66,7 @@ def create_store(url: str | os.PathLike[str], layout: StoreLayout, info: StoreIn
 
 def _create_array(root: zarr.Group, spec: ArraySpec, layout: StoreLayout) -> None:
     dtype: object = str if spec.dtype == "str" else spec.numpy_dtype
-    with codec_pipeline():
+    with codec_pipeline(writes=True):
         root.create_array(
             spec.name, shape=spec.full_shape(layout.capacity), dtype=dtype,  # type: ignore[arg-type]
             chunks=(1, *spec.sample_shape), shards=(layout.shard_size, *spec.sample_shape),
@@ -156,7 +156,7 @@ class SampleStore:
 
     def _open_array(self, name: str) -> zarr.Array:
         try:
-            with codec_pipeline():
+            with codec_pipeline(writes=not self.read_only):
                 node = self.root[name]
         except Exception as err:  # missing, an unregistered codec, malformed metadata
             hint = missing_codec(err)

@@ -38,6 +38,7 @@ ZSTD_LEVEL = 1
 JPEG_QUALITY = 95
 """Quality of the opt-in lossy rgb codec (>= 95: visually lossless for training)."""
 ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
+DEFAULT_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
 CODEC_PACKAGES = {
     "numcodecs.imagecodecs_jpeg8": "imagecodecs",
@@ -118,13 +119,19 @@ def zarrs_available() -> bool:
 
 
 @contextlib.contextmanager
-def codec_pipeline(fast: bool = True) -> Iterator[None]:
+def codec_pipeline(fast: bool = True, writes: bool = False) -> Iterator[None]:
     """Arrays opened inside use the ``zarrs`` pipeline (``fast`` and installed; arrays it
-    cannot run fall back to zarr-python's), else zarr-python's default pipeline."""
-    path = ZARRS_PIPELINE if fast and zarrs_available() else "zarr.core.codec_pipeline." \
-        "BatchedCodecPipeline"
-    with zarr.config.set({"codec_pipeline.path": path, "codec_pipeline.strict": False}), \
-            _quiet():
+    cannot run fall back to zarr-python's), else zarr-python's default pipeline.
+
+    ``writes``: one thread, chunks encoded in order. zarrs encodes the chunks of a shard in
+    parallel otherwise and lays them out in completion order, so the same shard would not
+    give the same bytes twice (measured); a shard is written by one task on one core anyway.
+    """
+    path = ZARRS_PIPELINE if fast and zarrs_available() else DEFAULT_PIPELINE
+    config: dict[str, object] = {"codec_pipeline.path": path, "codec_pipeline.strict": False}
+    if writes:
+        config.update({"threading.max_workers": 1, "codec_pipeline.chunk_concurrent_maximum": 1})
+    with zarr.config.set(config), _quiet():
         yield
 
 
