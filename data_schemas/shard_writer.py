@@ -44,7 +44,7 @@ def write_shard(store: SampleStore, shard: int, batch: Mapping[str, np.ndarray |
         store.delete_shard(name, shard)
     rows = store.layout.shard_rows(shard)
     for name, values in padded.items():
-        store.array(name)[rows] = values
+        store.fast_array(name)[rows] = values
     store.location.write_bytes_atomic(record_name(shard), record.to_json())
     store.finish()
     return record
