@@ -7,6 +7,7 @@
 from data_schemas.commit_record import ShardRecord, SkippedSample
 from data_schemas.errors import DmdError, SchemaVersionError, StoreError
 from data_schemas.layout import StoreInfo, StoreLayout
+from data_schemas.migrate import MigrationReport, migrate_store
 from data_schemas.sample_schema import (
     DEFAULT_SHARD_SIZE,
     REQUIRED_ARRAYS,
@@ -15,7 +16,6 @@ from data_schemas.sample_schema import (
     ArraySpec,
     array_specs,
 )
-from data_schemas.migrate import MigrationReport, migrate_store
 from data_schemas.sample_store import Sample, SampleStore, create_store
 from data_schemas.shard_writer import write_shard
 from data_schemas.validate import ValidationReport, validate

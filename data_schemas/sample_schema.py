@@ -78,7 +78,8 @@ def array_specs(height: int, width: int, major: int = WRITABLE_MAJOR) -> dict[st
     """
     hw = (height, width)
     image_dims = ("sample", "y", "x")
-    depth = "m/256" if major >= 2 else "exact"
+    depth: Storage = "m/256" if major >= 2 else "exact"
+    output: Storage = "float16" if major >= 2 else "exact"
     specs = [
         ArraySpec("rgb", "uint8", (*hw, 3), (*image_dims, "channel"), "8-bit sRGB", 0,
                   "Input image, resized/cropped to the canvas."),
@@ -92,7 +93,7 @@ def array_specs(height: int, width: int, major: int = WRITABLE_MAJOR) -> dict[st
                   "teacher units", 0.0,
                   "Raw teacher prediction before conversion: relative disparity (affine "
                   "invariant) or metric depth in m, see root attribute teacher.output_kind.",
-                  "float16" if major >= 2 else "exact"),
+                  output),
         ArraySpec("intrinsics", "float32", (3, 3), ("sample", "k_row", "k_col"), "px", 0.0,
                   "Pinhole K of the canvas, OpenCV convention."),
         ArraySpec("T_cam_from_lidar", "float32", (4, 4), ("sample", "t_row", "t_col"), "m", 0.0,

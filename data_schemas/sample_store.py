@@ -24,9 +24,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
+from zarr.core.common import JSON
 from zarr.core.sync import sync
 
 from data_schemas.commit_record import COMMITS_GROUP, ShardRecord, parse_record_name, record_name
@@ -55,7 +57,7 @@ def create_store(url: str | os.PathLike[str], layout: StoreLayout, info: StoreIn
     if location.exists("zarr.json") and not overwrite:
         raise StoreError(location.url, "a store already exists here (pass overwrite=True)")
     root = zarr.open_group(location.zarr_store(read_only=False), mode="w", zarr_format=3,
-                           attributes=root_attributes(layout, info))
+                           attributes=cast(dict[str, JSON], root_attributes(layout, info)))
     for spec in array_specs(layout.height, layout.width).values():
         _create_array(root, spec, layout)
     root.create_group(COMMITS_GROUP, attributes={
@@ -83,7 +85,7 @@ def _consolidate(location: StoreLocation) -> None:
         zarr.consolidate_metadata(location.zarr_store(read_only=False))
 
 
-def _open_root(location: StoreLocation, mode: str) -> zarr.Group:
+def _open_root(location: StoreLocation, mode: Literal["r", "r+"]) -> zarr.Group:
     try:
         with codec_pipeline():
             return zarr.open_group(location.zarr_store(read_only=mode == "r"), mode=mode)
@@ -111,10 +113,10 @@ class SampleStore:
             raise StoreError(location.url, str(err)) from err
         self.specs: dict[str, ArraySpec] = array_specs(self.layout.height, self.layout.width,
                                                        self.major)
-        self._arrays: dict[tuple[str, bool], zarr.Array] = {}
+        self._arrays: dict[tuple[str, bool], zarr.Array[Any]] = {}
 
     @classmethod
-    def open(cls, url: str | os.PathLike[str], mode: str = "r") -> SampleStore:
+    def open(cls, url: str | os.PathLike[str], mode: Literal["r", "r+"] = "r") -> SampleStore:
         """Open an existing store (``mode`` "r", or "r+" to write shards); refuses
         non-stores and unknown schema majors."""
         if mode not in ("r", "r+"):
@@ -146,26 +148,26 @@ class SampleStore:
                           f"{self.schema_version}: convert it with `dmd3c migrate {self.url} "
                           f"NEW_STORE` (reading it works as it is)")
 
-    def array(self, name: str) -> zarr.Array:
+    def array(self, name: str) -> zarr.Array[Any]:
         """The zarr array ``name`` through zarr-python's codec pipeline (every read of any
         selection verifies each inner chunk's checksum)."""
         return self._handle(name, fast=False)
 
-    def fast_array(self, name: str) -> zarr.Array:
+    def fast_array(self, name: str) -> zarr.Array[Any]:
         """The zarr array ``name`` through the ``zarrs`` pipeline (when installed): for
         writes and for reads of whole shards only. zarrs 0.2 verifies inner-chunk checksums
         when it decodes a whole shard, not on partial reads (measured), so every other
         selection goes through :meth:`array`."""
         return self._handle(name, fast=True)
 
-    def _handle(self, name: str, fast: bool) -> zarr.Array:
+    def _handle(self, name: str, fast: bool) -> zarr.Array[Any]:
         if name not in self.specs:
             raise KeyError(f"unknown array {name!r}; arrays: {', '.join(self.specs)}")
         if (name, fast) not in self._arrays:
             self._arrays[name, fast] = self._open_array(name, fast)
         return self._arrays[name, fast]
 
-    def _open_array(self, name: str, fast: bool) -> zarr.Array:
+    def _open_array(self, name: str, fast: bool) -> zarr.Array[Any]:
         try:
             with codec_pipeline(fast=fast, writes=not self.read_only):
                 node = self.root[name]

@@ -27,10 +27,11 @@ from data_schemas.sample_store import SampleStore
 from data_schemas.store_codecs import to_stored
 
 
-def write_shard(store: SampleStore, shard: int, batch: Mapping[str, np.ndarray | Sequence[str]],
-                skipped: Sequence[SkippedSample] = (), extra: dict[str, object] | None = None,
+def write_shard(store: SampleStore, shard: int, batch: Mapping[str, object],
+                skipped: Sequence[SkippedSample] = (), extra: Mapping[str, object] | None = None,
                 ) -> ShardRecord:
-    """Write ``batch`` (array name -> ``[n, ...]``, n <= shard_size) as shard ``shard``."""
+    """Write ``batch`` (array name -> ``[n, ...]`` array or list of str, n <= shard_size)
+    as shard ``shard``; ``valid`` is filled in. ValueError when it does not fit the schema."""
     store.layout.check_shard(shard)
     if store.read_only:
         raise ValueError(f"{store.url}: opened read-only; open with mode='r+' to write shards")
@@ -51,11 +52,11 @@ def write_shard(store: SampleStore, shard: int, batch: Mapping[str, np.ndarray |
 
 
 def _batch_len(batch: Mapping[str, object]) -> int:
-    return len(batch["key"])  # type: ignore[arg-type]
+    return len(np.asarray(batch["key"]))
 
 
 def prepare_shard(specs: Mapping[str, ArraySpec], shard_size: int,
-                  batch: Mapping[str, np.ndarray | Sequence[str]]) -> dict[str, np.ndarray]:
+                  batch: Mapping[str, object]) -> dict[str, np.ndarray]:
     """Check ``batch`` against the schema and pad every array to ``shard_size`` rows.
 
     An empty mapping is an empty shard (every input skipped): all rows hold fill values.
@@ -70,7 +71,7 @@ def prepare_shard(specs: Mapping[str, ArraySpec], shard_size: int,
     count = _batch_len(batch)
     if count > shard_size:
         raise ValueError(f"{count} samples do not fit a shard of {shard_size}")
-    _check_keys(batch["key"])
+    _check_keys(np.asarray(batch["key"]).reshape(-1))
     full = {**batch, "valid": np.ones(count, bool)} if "valid" in specs else batch
     return {name: _pad(spec, np.asarray(full[name]), count, shard_size)
             for name, spec in specs.items()}

@@ -37,6 +37,8 @@ from data_schemas.sample_schema import DEPTH_SCALE, ArraySpec, RgbCodec
 ZSTD_LEVEL = 1
 JPEG_QUALITY = 95
 """Quality of the opt-in lossy rgb codec (>= 95: visually lossless for training)."""
+JPEG_CODEC = "numcodecs.imagecodecs_jpeg"
+"""Name of the opt-in JPEG rgb codec in the array metadata (and of its entry point)."""
 ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
 DEFAULT_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
@@ -52,7 +54,7 @@ CODEC_PACKAGES = {
 """Codec name in the array metadata -> the Python package that provides it."""
 
 
-class ImagecodecsJpeg(_NumcodecsArrayBytesCodec, codec_name="imagecodecs_jpeg"):  # type: ignore[misc]
+class ImagecodecsJpeg(_NumcodecsArrayBytesCodec, codec_name="imagecodecs_jpeg"):
     """Baseline JPEG of one ``[1, H, W, 3]`` uint8 chunk through imagecodecs (opt-in rgb)."""
 
     @cached_property
@@ -70,7 +72,7 @@ def register_codecs() -> None:
     import imagecodecs.numcodecs
 
     imagecodecs.numcodecs.register_codecs(codecs=["imagecodecs_jpeg"], verbose=False)
-    zarr.registry.register_codec(ImagecodecsJpeg.codec_name, ImagecodecsJpeg)
+    zarr.registry.register_codec(JPEG_CODEC, ImagecodecsJpeg)
 
 
 def array_codecs(spec: ArraySpec, rgb_codec: RgbCodec = "lossless") -> dict[str, Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-import dask
 import dask.array as da
 import numpy as np
+from dask.base import compute
 
 from data_schemas.errors import StoreError
 from data_schemas.sample_store import SampleStore
@@ -26,8 +26,10 @@ def committed_rows(store: SampleStore) -> np.ndarray:
 def committed_dask(store: SampleStore, name: str) -> da.Array:
     """``[num_samples, ...]`` dask array of ``name`` over committed samples, shard-sized blocks."""
     array = store.array(name)
-    lazy = da.from_zarr(array, chunks=(store.layout.shard_size, *array.shape[1:]))
-    return lazy[committed_rows(store)]
+    chunks = (store.layout.shard_size, *array.shape[1:])
+    lazy: da.Array = da.from_zarr(array, chunks=chunks)  # type: ignore[no-untyped-call]
+    rows: da.Array = lazy[committed_rows(store)]
+    return rows
 
 
 def depth_summary(depth: da.Array) -> dict[str, da.Array]:
@@ -35,7 +37,8 @@ def depth_summary(depth: da.Array) -> dict[str, da.Array]:
     valid = depth > 0
     values = da.where(valid, depth, np.nan).astype(np.float64)
     edges = np.asarray(DEPTH_BIN_EDGES_M[:-1] + (1e9,))
-    counts, _ = da.histogram(da.where(valid, depth, -1.0), bins=edges)
+    counts, _ = da.histogram(  # type: ignore[no-untyped-call]
+        da.where(valid, depth, -1.0), bins=edges)
     return {"valid_fraction": valid.mean(dtype=np.float64), "min_m": da.nanmin(values),
             "max_m": da.nanmax(values), "mean_m": da.nanmean(values), "histogram": counts}
 
@@ -75,7 +78,7 @@ def _array_stats(store: SampleStore) -> dict[str, object]:
     names = ("sparse_depth", "teacher_depth")
     lazy = {name: depth_summary(committed_dask(store, name)) for name in names}
     try:
-        (computed,) = dask.compute(lazy)
+        (computed,) = compute(lazy)  # type: ignore[no-untyped-call]
     except Exception as err:  # a corrupt chunk: name it (array, shard, sample, row)
         for shard in store.committed_shards:
             store.read_shard(shard, names)

@@ -19,24 +19,27 @@ stores (zstd only, no checksum) are read as they are.
 from __future__ import annotations
 
 import os
+from typing import Literal, cast
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
+from zarr.core.common import JSON
 
 from data_schemas.errors import SchemaVersionError, StoreError
 from data_schemas.location import StoreLocation
 from data_schemas.sample_schema import parse_schema_version
 from data_schemas.store_codecs import codec_pipeline
 
-_CODECS = {"compressors": [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=4),
-                           Crc32cCodec()]}
+_COMPRESSORS = (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=4),
+                Crc32cCodec())
 
 SCHEMA_NAME = "dmd3c.teacher_maps"
 SCHEMA_VERSION = "1.1"
 
 
-def open_teacher_maps(url: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
+def open_teacher_maps(url: str | os.PathLike[str], mode: Literal["r", "r+"] = "r"
+                      ) -> zarr.Group:
     """Open an existing teacher-map store, checking its schema."""
     location = StoreLocation.parse(url)
     if not location.exists("zarr.json"):
@@ -50,19 +53,20 @@ def open_teacher_maps(url: str | os.PathLike[str], mode: str = "r") -> zarr.Grou
 def create_teacher_maps(url: str | os.PathLike[str], teacher: dict[str, object]) -> zarr.Group:
     """Create an empty teacher-map store (replacing whatever is there)."""
     location = StoreLocation.parse(url)
-    attrs = {"schema": {"name": SCHEMA_NAME, "version": SCHEMA_VERSION},
-             "teacher": teacher, "keys": []}
+    attrs = cast(dict[str, JSON], {"schema": {"name": SCHEMA_NAME, "version": SCHEMA_VERSION},
+                                   "teacher": teacher, "keys": []})
     return zarr.open_group(location.zarr_store(read_only=False), mode="w", zarr_format=3,
                            attributes=attrs)
 
 
 def check_teacher_maps_schema(url: str, attrs: dict[str, object]) -> None:
-    schema = attrs.get("schema") if isinstance(attrs.get("schema"), dict) else {}
-    name = schema.get("name")  # type: ignore[union-attr]
+    found = attrs.get("schema")
+    schema: dict[str, object] = found if isinstance(found, dict) else {}
+    name = schema.get("name")
     if name != SCHEMA_NAME:
         raise StoreError(url, f"not a teacher-map store (schema {name!r}, expected "
                               f"{SCHEMA_NAME!r} from `dmd3c teach`)")
-    version = schema.get("version")  # type: ignore[union-attr]
+    version = schema.get("version")
     try:
         major, _ = parse_schema_version(version)
     except ValueError as err:
@@ -92,7 +96,7 @@ def write_teacher_map(group: zarr.Group, key: str, source: str, values: np.ndarr
     array = node.create_array(name, shape=values.shape, dtype="float32", chunks=values.shape,
                               fill_value=0.0, dimension_names=("y", "x"), overwrite=True,
                               attributes={"source": source, "units": units, "complete": False},
-                              **_CODECS)
+                              compressors=_COMPRESSORS)
     array[:] = values.astype(np.float32)
     array.attrs["complete"] = True
 

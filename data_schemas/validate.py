@@ -76,9 +76,9 @@ def check_array(store: SampleStore, spec: ArraySpec) -> None:
         raise StoreError(store.url, f"{where} has chunks {array.chunks} / shards "
                                     f"{array.shards}, expected one sample per chunk and "
                                     f"{store.layout.shard_size} per shard")
-    if tuple(array.metadata.dimension_names or ()) != spec.dims:  # type: ignore[union-attr]
-        raise StoreError(store.url, f"{where} has dimension_names "
-                                    f"{array.metadata.dimension_names}, expected {spec.dims}")
+    dims = tuple(getattr(array.metadata, "dimension_names", None) or ())
+    if dims != spec.dims:
+        raise StoreError(store.url, f"{where} has dimension_names {dims}, expected {spec.dims}")
 
 
 def _dtype_matches(spec: ArraySpec, dtype: object) -> bool:

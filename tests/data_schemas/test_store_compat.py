@@ -19,7 +19,6 @@ from data_schemas import (
     StoreInfo,
     StoreLayout,
     create_store,
-    migrate_store,
     validate,
     write_shard,
 )
