@@ -110,9 +110,11 @@ def _pad_numeric(spec: ArraySpec, values: np.ndarray, count: int,
         raise ValueError(f"array {spec.name!r}: NaN or inf values (stores never hold NaN; "
                          f"use {spec.fill_value} for no data)")
     _check_range(spec, values)
+    if count == shard_size:  # a full shard: no padded copy
+        return to_stored(spec, np.ascontiguousarray(values, dtype=target))
     out = np.full((shard_size, *spec.sample_shape), spec.fill_value, dtype=target)
-    out[:count] = to_stored(spec, values)
-    return out
+    out[:count] = values
+    return to_stored(spec, out)
 
 
 def _check_range(spec: ArraySpec, values: np.ndarray) -> None:

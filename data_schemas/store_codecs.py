@@ -86,23 +86,31 @@ def array_codecs(spec: ArraySpec, rgb_codec: RgbCodec = "lossless") -> dict[str,
     if spec.storage == "m/256":
         with _quiet():
             to_u16 = FixedScaleOffset(offset=0, scale=DEPTH_SCALE, dtype="<f4", astype="<u2")
-        return {"filters": [to_u16], "compressors": [_shuffle_zstd(2), checksum]}
+        dense = spec.name != "sparse_depth"  # sparse maps are mostly zeros: plain zstd wins
+        compressor = _bitshuffle_zstd(2) if dense else ZstdCodec(level=ZSTD_LEVEL)
+        return {"filters": [to_u16], "compressors": [compressor, checksum]}
     if spec.storage == "float16":
-        return {"compressors": [_shuffle_zstd(2), checksum]}
+        return {"compressors": [_bitshuffle_zstd(2), checksum]}
     return {"compressors": [ZstdCodec(level=ZSTD_LEVEL), checksum]}
 
 
-def _shuffle_zstd(typesize: int) -> BloscCodec:
-    return BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="shuffle", typesize=typesize)
+def _bitshuffle_zstd(typesize: int) -> BloscCodec:
+    return BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="bitshuffle", typesize=typesize)
 
 
 def to_stored(spec: ArraySpec, values: np.ndarray) -> np.ndarray:
     """``values`` as the codecs expect them: ``m/256`` nonzero depths below one step are
-    raised to one step (1/256 m), so that no data point turns into "no data" (0)."""
+    raised to one step (1/256 m), so that no data point turns into "no data" (0). Returns
+    ``values`` itself when nothing changes (a copy otherwise)."""
     if spec.storage != "m/256":
         return values
     step = np.float32(1.0 / DEPTH_SCALE)
-    return np.where((values > 0) & (values < step), step, values).astype(np.float32)
+    tiny = (values > 0) & (values < step)
+    if not tiny.any():
+        return values
+    raised = values.copy()
+    raised[tiny] = step
+    return raised
 
 
 @contextlib.contextmanager
