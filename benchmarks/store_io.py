@@ -33,8 +33,16 @@ from data_schemas import SampleStore, StoreInfo, StoreLayout, create_store, writ
 from pipeline.sensors import load_sensor
 from pipeline.simulate import simulate
 from pipeline.synthetic import kitti_like_scene
-from train.data import AugmentConfig, SampleView, StoreIndex, StoreStream, StreamConfig
-from train.data import StreamPlan, collate, train_loader
+from train.data import (
+    AugmentConfig,
+    SampleView,
+    StoreIndex,
+    StoreStream,
+    StreamConfig,
+    StreamPlan,
+    collate,
+    train_loader,
+)
 from train.data.augment import augment, sample_rng
 
 HW = (352, 1216)
