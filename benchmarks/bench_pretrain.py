@@ -5,7 +5,7 @@ PNG folder, write ms per sample on one core, loader samples/s of the training st
 each in one process (3 repeats: min / median / max), the stored depth error, all at
 352 x 1216; then the CPU time of one BP-Net training step at a small size.
 
-    .venv/bin/python benchmarks/bench_pretrain.py [--samples 64] [--repeats 3]
+    .venv/bin/python benchmarks/bench_pretrain.py [--samples 128] [--repeats 3]
 
 Targets (issue 12): store bytes <= PNG folder; write <= 25 ms/sample/core; loader >= 5x the
 PNG loader (median of 3); depth error within the documented bound.
@@ -53,7 +53,7 @@ def bench_step(index: StoreIndex, size: tuple[int, int], steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=64, help="store / PNG folder samples")
+    parser.add_argument("--samples", type=int, default=128, help="store / PNG folder samples")
     parser.add_argument("--repeats", type=int, default=3, help="loader measurements")
     parser.add_argument("--step-size", type=int, nargs=2, default=(64, 128))
     parser.add_argument("--steps", type=int, default=3)

@@ -46,7 +46,8 @@ from train.data import (
 from train.data.augment import augment, sample_rng
 
 HW = (352, 1216)
-SHARD_SIZE = 16
+SHARD_SIZE = 64
+"""The store's default: the per-shard costs of a write spread over 64 samples."""
 BATCH = 4
 KITTI_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti_sample"
 
@@ -95,17 +96,17 @@ def realistic_batch(count: int, seed: int = 0) -> dict[str, object]:
 
 
 # -- writing -----------------------------------------------------------------------------
-def write_store(url: Path, batches: list[dict[str, object]]) -> float:
-    """Write ``batches`` (one per shard) as a store; CPU seconds of the shard writes."""
-    count = sum(len(b["key"]) for b in batches)  # type: ignore[arg-type]
-    store = create_store(url, StoreLayout.for_samples(count, *HW, shard_size=SHARD_SIZE),
-                         StoreInfo(teacher={"id": "bench"}, sensor={"preset": "hdl64e"}))
-    cpu = 0.0
-    for shard, batch in enumerate(batches):
-        start = time.process_time()
-        write_shard(store, shard, batch)
-        cpu += time.process_time() - start
-    return cpu
+def create_bench_store(url: Path, count: int) -> SampleStore:
+    layout = StoreLayout.for_samples(count, *HW, shard_size=SHARD_SIZE)
+    return create_store(url, layout, StoreInfo(teacher={"id": "bench"},
+                                                sensor={"preset": "hdl64e"}))
+
+
+def timed_write(store: SampleStore, shard: int, batch: dict[str, object]) -> float:
+    """CPU seconds of one ``write_shard`` (encode + checksums + commit)."""
+    start = time.process_time()
+    write_shard(store, shard, batch)
+    return time.process_time() - start
 
 
 def _png16(path: Path, metres: np.ndarray) -> None:
@@ -120,22 +121,21 @@ def _png16_scaled(path: Path, values: np.ndarray) -> None:
     path.with_suffix(".scale.txt").write_text(f"{top!r}\n")
 
 
-def write_png_folder(root: Path, batches: list[dict[str, object]]) -> list[Path]:
+def write_png_folder(root: Path, batch: dict[str, object]) -> list[Path]:
     """Every sample as ``<root>/<n>/{rgb,sparse,teacher,teacher_output}.png`` + text files."""
+    arrays = {k: np.asarray(v) for k, v in batch.items()}
     folders = []
-    for batch in batches:
-        arrays = {k: np.asarray(v) for k, v in batch.items()}
-        for i in range(len(arrays["key"])):
-            folder = root / f"{len(folders):06d}"
-            folder.mkdir(parents=True)
-            cv2.imwrite(str(folder / "rgb.png"), cv2.cvtColor(arrays["rgb"][i], cv2.COLOR_RGB2BGR))
-            for name, array in (("sparse", "sparse_depth"), ("teacher", "teacher_depth")):
-                _png16(folder / f"{name}.png", arrays[array][i])
-            _png16_scaled(folder / "teacher_output.png", arrays["teacher_output"][i])
-            np.savetxt(folder / "K.txt", arrays["intrinsics"][i])
-            np.savetxt(folder / "pose.txt", arrays["T_cam_from_lidar"][i])
-            (folder / "key.txt").write_text(f"{arrays['key'][i]}\n{arrays['source'][i]}\n")
-            folders.append(folder)
+    for i in range(len(arrays["key"])):
+        folder = root / str(arrays["key"][i]).replace("/", "_")
+        folder.mkdir(parents=True)
+        cv2.imwrite(str(folder / "rgb.png"), cv2.cvtColor(arrays["rgb"][i], cv2.COLOR_RGB2BGR))
+        for name, array in (("sparse", "sparse_depth"), ("teacher", "teacher_depth")):
+            _png16(folder / f"{name}.png", arrays[array][i])
+        _png16_scaled(folder / "teacher_output.png", arrays["teacher_output"][i])
+        np.savetxt(folder / "K.txt", arrays["intrinsics"][i])
+        np.savetxt(folder / "pose.txt", arrays["T_cam_from_lidar"][i])
+        (folder / "key.txt").write_text(f"{arrays['key'][i]}\n{arrays['source'][i]}\n")
+        folders.append(folder)
     return folders
 
 
@@ -197,37 +197,46 @@ def _spread(values: list[float]) -> str:
 
 
 # -- the report --------------------------------------------------------------------------
-def depth_error(url: Path, batches: list[dict[str, object]]) -> dict[str, float]:
-    """Largest |stored - written| per depth map (m; teacher output: relative)."""
-    store = SampleStore.open(url)
-    worst = {"sparse_depth": 0.0, "teacher_depth": 0.0, "teacher_output": 0.0}
-    for shard, batch in enumerate(batches):
-        got = store.read_shard(shard, tuple(worst))
-        for name in worst:
-            want = np.asarray(batch[name], dtype=np.float64)
-            diff = np.abs(got[name].astype(np.float64) - want)
-            if name == "teacher_output":
-                diff = diff / np.maximum(np.abs(want), 1e-30)
-            assert np.array_equal(got[name] == 0, want == 0), f"{name}: zeros not preserved"
-            assert np.isfinite(got[name]).all(), f"{name}: not finite"
-            worst[name] = max(worst[name], float(diff.max()))
+def depth_error(store: SampleStore, shard: int, batch: dict[str, object]) -> dict[str, float]:
+    """Largest |stored - written| per depth map of a shard (m; teacher output: relative)."""
+    names = ("sparse_depth", "teacher_depth", "teacher_output")
+    got = store.read_shard(shard, names)
+    worst = {}
+    for name in names:
+        want = np.asarray(batch[name], dtype=np.float64)
+        diff = np.abs(got[name].astype(np.float64) - want)
+        if name == "teacher_output":
+            diff = diff / np.maximum(np.abs(want), 1e-30)
+        assert np.array_equal(got[name] == 0, want == 0), f"{name}: zeros not preserved"
+        assert np.isfinite(got[name]).all(), f"{name}: not finite"
+        worst[name] = float(diff.max())
     return worst
 
 
-def run(num_samples: int = 48, repeats: int = 3, timed_samples: int = 64,
+def build(root: Path, num_samples: int) -> tuple[list[Path], float, dict[str, float]]:
+    """Store + PNG folder of the same samples, shard by shard (bounded memory): the PNG
+    folders, the store's write CPU seconds and its largest depth errors."""
+    store = create_bench_store(root / "store.zarr", num_samples)
+    folders, cpu, errors = [], 0.0, dict.fromkeys(("sparse_depth", "teacher_depth",
+                                                   "teacher_output"), 0.0)
+    for shard in range(store.layout.num_shards):
+        batch = realistic_batch(min(SHARD_SIZE, num_samples - shard * SHARD_SIZE), seed=shard)
+        cpu += timed_write(store, shard, batch)
+        folders += write_png_folder(root / "png", batch)
+        check = depth_error(SampleStore.open(root / "store.zarr"), shard, batch)
+        errors = {k: max(v, check[k]) for k, v in errors.items()}
+    return folders, cpu, errors
+
+
+def run(num_samples: int = 128, repeats: int = 3, timed_samples: int = 128,
         crop: tuple[int, int] = (256, 1216)) -> dict[str, float]:
     """Print the store-vs-PNG table at 352 x 1216; return its numbers."""
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    shards = -(-num_samples // SHARD_SIZE)
-    batches = [realistic_batch(min(SHARD_SIZE, num_samples - s * SHARD_SIZE), seed=s)
-               for s in range(shards)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        write_cpu = write_store(root / "store.zarr", batches)
-        folders = write_png_folder(root / "png", batches)
+        folders, write_cpu, errors = build(root, num_samples)
         store_bytes, png_bytes = folder_bytes(root / "store.zarr"), folder_bytes(root / "png")
-        errors = depth_error(root / "store.zarr", batches)
         index = StoreIndex.open(root / "store.zarr")
         rates: dict[str, list[float]] = {"store": [], "png": []}
         aug = AugmentConfig()
