@@ -230,9 +230,20 @@ def build(root: Path, num_samples: int) -> tuple[list[Path], float, dict[str, fl
 
 def run(num_samples: int = 128, repeats: int = 3, timed_samples: int = 128,
         crop: tuple[int, int] = (256, 1216)) -> dict[str, float]:
-    """Print the store-vs-PNG table at 352 x 1216; return its numbers."""
+    """Print the store-vs-PNG table at 352 x 1216; return its numbers (one thread each for
+    torch and OpenCV while the loaders run, as in a DataLoader worker)."""
+    threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    try:
+        return _run(num_samples, repeats, timed_samples, crop)
+    finally:
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
+
+
+def _run(num_samples: int, repeats: int, timed_samples: int,
+         crop: tuple[int, int]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folders, write_cpu, errors = build(root, num_samples)

@@ -72,6 +72,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"{name:<15}valid {100 * stats['valid_fraction']:.2f}%  range "
                          f"{stats['min_m']:.2f}-{stats['max_m']:.2f} m  mean "
                          f"{stats['mean_m']:.2f} m  histogram {stats['histogram']}")
+    if summary.get("values_checked"):
+        lines.append("integrity      every chunk read: checksums and physical ranges OK")
     if summary.get("shards_pending_with_data"):
         lines.append(f"warning        shards with data but no commit record (interrupted "
                      f"writes): {summary['shards_pending_with_data']}")
