@@ -309,16 +309,18 @@ class SampleStore:
         wanted = tuple(names or self.specs)
         if count:
             self._check_objects(shard, wanted)
-        return self.read_rows(shard, 0, count, wanted)
+        return self.read_rows(shard, 0, count, wanted, whole_shard=True)
 
-    def read_rows(self, shard: int, start: int, stop: int, names: Sequence[str]) -> Sample:
+    def read_rows(self, shard: int, start: int, stop: int, names: Sequence[str],
+                  whole_shard: bool = False) -> Sample:
         """Rows ``start:stop`` of committed ``shard`` (StoreError naming the bad row).
 
-        A shard lying wholly inside the arrays is decoded whole by the fast pipeline (then
-        sliced); other selections go through zarr-python's. Checksums are verified either way.
+        With ``whole_shard`` a shard lying wholly inside the arrays is decoded whole by the
+        fast pipeline (then sliced); other reads go through zarr-python's. Checksums are
+        verified either way.
         """
         base, size = shard * self.layout.shard_size, self.layout.shard_size
-        whole = base + size <= self.num_rows
+        whole = whole_shard and base + size <= self.num_rows
         out: Sample = {}
         for name in names:
             try:
