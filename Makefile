@@ -23,7 +23,7 @@ TRAIN_ARGS ?=
 # test
 PYTEST_ARGS ?=
 
-.PHONY: help setup generate-data pretrain finetune inspect test bench lint clean
+.PHONY: help system-libs setup generate-data pretrain finetune inspect test bench lint clean
 
 help: ## Show the targets and their variables
 	@echo "dmd3c make targets (the first one run creates $(VENV)):"
@@ -32,7 +32,12 @@ help: ## Show the targets and their variables
 	@echo "           pretrain: STORE=$(STORE) OUT=runs/pretrain TRAIN_ARGS=..."
 	@echo "           KITTI=$(KITTI) TEACHER_MAPS=$(TEACHER_MAPS) INIT=$(INIT) FINETUNE_OUT=$(FINETUNE_OUT)"
 
-$(STAMP): pyproject.toml
+system-libs: ## Check the system libraries open3d loads; install them as root (apt-get)
+	@.ci/system-libs
+
+# Every target that needs .venv checks the system libraries first (order-only: a check,
+# not a reason to reinstall); without root it stops at once with the command to run.
+$(STAMP): pyproject.toml | system-libs
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch, pinned: an unpinned torch may pull a multi-GB CUDA build.
@@ -40,7 +45,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install dmd3c with all dependencies
+setup: $(STAMP) ## System libraries, then .venv with dmd3c and all its dependencies
 
 generate-data: OUT ?= data/store.zarr
 generate-data: $(STAMP) ## Generate the sample store OUT from CORPUS with TEACHER and SENSOR (Ray)

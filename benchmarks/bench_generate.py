@@ -22,9 +22,9 @@ from PIL import Image
 from data_schemas.geometry import points_to_sparse_depth
 from pipeline.corpus import CanvasConfig, CorpusConfig, list_corpus, load_item
 from pipeline.generate import GenerateConfig, RunConfig, SensorChoice
+from pipeline.job import run_generate
 from pipeline.lidar import apply_returns, camera_facing_rays
 from pipeline.mesh import build_mesh
-from pipeline.orchestrate import run_generate
 from pipeline.pose import kitti_mount
 from pipeline.raycast import make_caster
 from pipeline.seeding import stream

@@ -6,25 +6,27 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
-from data_schemas.errors import ConfigError, InputError
+from data_schemas.errors import ConfigError, StoreError
 from data_schemas.migrate import migrate_store
 from data_schemas.quicklook import montage, write_png
 from data_schemas.sample_schema import parse_rgb_codec
-from data_schemas.sample_store import SampleStore
+from data_schemas.sample_store import Sample, SampleStore
 from data_schemas.store_stats import store_summary
 from data_schemas.validate import validate
 
 
 def inspect_command(
-    store: Annotated[str, typer.Argument(help="Store path or fsspec URL (s3://, gs://, ...).")],
+    store: Annotated[str, typer.Argument(
+        metavar="STORE", help="Store path or fsspec URL (s3://, gs://, ...).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     png: Annotated[Path | None, typer.Option(
-        "--png", help="Write a montage rgb | sparse | teacher depth of a few samples.")] = None,
+        "--png", metavar="PATH", help="Write a montage rgb | sparse | teacher depth of a few "
+        "samples, on one depth scale with its colour bar (m).")] = None,
     num_samples: Annotated[int, typer.Option(
-        "--samples", min=1, help="Samples in the --png montage (evenly spread).")] = 4,
+        "--samples", min=1, metavar="N",
+        help="Samples in the --png montage (evenly spread).")] = 4,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Also read every chunk (checksums) and check physical ranges; fail "
                          "(exit 2) on corruption or a shard with data but no commit record."),
@@ -40,15 +42,15 @@ def inspect_command(
     typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
 
 
-def _spread_samples(store: SampleStore, count: int) -> list[dict[str, np.ndarray]]:
+def _spread_samples(store: SampleStore, count: int) -> list[Sample]:
     if store.num_samples == 0:
-        raise InputError(f"{store.url}: no committed samples to draw for --png")
+        raise StoreError(store.url, "no committed samples to draw for --png")
     indices = sorted({round(i * (store.num_samples - 1) / max(count - 1, 1))
                       for i in range(min(count, store.num_samples))})
     return [store.read_sample(i) for i in indices]
 
 
-def _brief(attrs: dict[str, object], fields: tuple[str, ...]) -> str:
+def _brief(attrs: dict[str, Any], fields: tuple[str, ...]) -> str:
     """A few named fields of an attribute dict (``--json`` has all of them)."""
     shown = [f"{name}={attrs[name]}" for name in fields if name in attrs]
     return ", ".join(shown) or "-"

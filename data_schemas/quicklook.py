@@ -1,4 +1,5 @@
-"""Quick-look pictures of samples: rgb | sparse depth (dilated) | teacher depth, colourised."""
+"""Quick-look pictures of samples: rgb | sparse depth (dilated) | teacher depth, colourised,
+on one depth scale shown by a colour bar in metres under the rows."""
 
 from __future__ import annotations
 
@@ -36,18 +37,47 @@ def dilate_sparse(depth: np.ndarray, radius_px: int = 2) -> np.ndarray:
 def sample_panel(sample: Sample, max_depth_m: float | None = None) -> np.ndarray:
     """One row ``rgb | sparse (dilated) | teacher depth`` as [H, 3W, 3] uint8."""
     teacher = np.asarray(sample["teacher_depth"], dtype=np.float32)
-    top = max_depth_m or (float(np.percentile(teacher[teacher > 0], 99))
-                          if (teacher > 0).any() else None)
+    top = max_depth_m or _far_depth(teacher)
     sparse = dilate_sparse(np.asarray(sample["sparse_depth"], dtype=np.float32))
     return np.concatenate([np.asarray(sample["rgb"], dtype=np.uint8),
                            colorize_depth(sparse, top), colorize_depth(teacher, top)], axis=1)
 
 
-def montage(samples: Sequence[Sample]) -> np.ndarray:
-    """Panels of several samples stacked vertically."""
+def _far_depth(teacher: np.ndarray) -> float:
+    """The depth shown in the farthest colour: the 99th percentile of the valid pixels."""
+    valid = teacher[teacher > 0]
+    return float(np.percentile(valid, 99)) if valid.size else 1.0
+
+
+BAR_HEIGHT_PX = 36
+"""Height of the colour bar under a montage: a gradient strip and its labels."""
+
+
+def colour_bar(width: int, max_depth_m: float) -> np.ndarray:
+    """[BAR_HEIGHT_PX, width, 3] uint8: the :func:`colorize_depth` colours from 0 (left) to
+    ``max_depth_m`` (right), labelled in metres."""
+    depths = np.linspace(max_depth_m / width, max_depth_m, width, dtype=np.float32)
+    bar = np.zeros((BAR_HEIGHT_PX, width, 3), np.uint8)
+    bar[2:14] = colorize_depth(np.repeat(depths[None], 12, axis=0), max_depth_m)
+    for value in (0.0, max_depth_m / 2, max_depth_m):
+        text = f"{value:.3g} m"
+        (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        x = int(np.clip(round(value / max_depth_m * (width - 1)) - w // 2, 2,
+                        max(width - w - 2, 2)))
+        cv2.putText(bar, text, (x, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return bar
+
+
+def montage(samples: Sequence[Sample], max_depth_m: float | None = None) -> np.ndarray:
+    """Panels of several samples stacked vertically, on one depth scale (default: the
+    largest of their teacher depths' 99th percentiles), and the colour bar of that scale."""
     if not samples:
         raise ValueError("no samples to show")
-    return np.concatenate([sample_panel(s) for s in samples], axis=0)
+    top = max_depth_m or max(_far_depth(np.asarray(s["teacher_depth"], np.float32))
+                             for s in samples)
+    rows = np.concatenate([sample_panel(s, top) for s in samples], axis=0)
+    return np.concatenate([rows, colour_bar(rows.shape[1], top)], axis=0)
 
 
 def write_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> None:

@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain click help: wraps at any width, never cuts option names
 )
 app.command("inspect")(inspect_command)
 app.command("migrate")(migrate_command)

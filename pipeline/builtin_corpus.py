@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data_schemas.errors import InputNotFoundError
+
 BUILTIN_NAME = "builtin"
 """The ``--corpus`` value that selects this corpus."""
 
@@ -29,11 +31,11 @@ def builtin_root() -> str:
     try:
         import skimage.data
     except ImportError as err:  # pragma: no cover - scikit-image is a dependency
-        raise FileNotFoundError("the built-in corpus needs scikit-image (pip install "
+        raise InputNotFoundError("the built-in corpus needs scikit-image (pip install "
                                 "scikit-image); or pass --corpus PATH") from err
     root = Path(skimage.data.__file__).resolve().parent
     missing = [name for name in BUILTIN_IMAGES if not (root / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"the built-in corpus is incomplete in {root} (missing "
+        raise InputNotFoundError(f"the built-in corpus is incomplete in {root} (missing "
                                 f"{', '.join(missing)}); pass --corpus PATH")
     return str(root)

@@ -1,145 +1,137 @@
-"""``dmd3c`` sub-commands of the data-generation room (generate, teach)."""
+"""``dmd3c`` sub-commands of the data-generation room (generate, teach).
+
+Their options are derived from the config dataclasses (:mod:`pipeline.config_options`):
+``GenerateConfig`` and ``TeachConfig`` with every nested config; names, defaults and help
+come from the fields, so a field added there is an option here.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
-from dataclasses import asdict
-from typing import Annotated
+import os
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
-from data_schemas import DEFAULT_SHARD_SIZE
-from pipeline.corpus import DEFAULT_INCLUDE, CanvasConfig, CorpusConfig
-from pipeline.simulate import SimConfig
-from pipeline.teacher import DEFAULT_TEACHER, TeacherConfig
-
-_TEACHER_HELP = ("Registry name (depth-anything-v2-small|base|large, "
-                 "depth-anything-v2-metric-indoor|outdoor-small|base|large, tiny-random = "
-                 "random-weight test teacher), a local folder (save_pretrained / "
-                 "huggingface-cli download) or a hub id.")
-
-Teacher = Annotated[str, typer.Option("--teacher", help=_TEACHER_HELP)]
-InputSize = Annotated[int, typer.Option(
-    "--teacher-input-size", min=14, help="Shorter side of the teacher input, px (multiple of 14 "
-    "after rounding; Depth Anything V2 native: 518).")]
-TeacherBatch = Annotated[int, typer.Option("--teacher-batch-size", min=1,
-                                           help="Images per teacher forward pass.")]
-Device = Annotated[str, typer.Option("--teacher-device", help="auto | cpu | cuda.")]
-Precision = Annotated[str, typer.Option(
-    "--teacher-precision", help="auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16.")]
-Overwrite = Annotated[bool, typer.Option(
-    "--overwrite", help="Replace an existing store made with a different config.")]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress",
-                                        help="Progress bar on stderr.")]
+from pipeline.config_options import (
+    Naming,
+    SectionedCommand,
+    build_config,
+    command,
+    derive_options,
+)
+from pipeline.generate import GenerateConfig
+from pipeline.sensors import known_sensors
+from pipeline.teach import TeachConfig
+from pipeline.teacher import TEACHERS
 
 
-def generate_command(
-    store: Annotated[str, typer.Option("--store", help="Output store: path or fsspec URL.")],
-    corpus: Annotated[list[str] | None, typer.Option(
-        "--corpus", help="Image folder or fsspec URL (repeatable); 'builtin' = the "
-        "scikit-image sample photographs.")] = None,
-    include: Annotated[list[str] | None, typer.Option(
-        "--include", help=f"Glob of files to use (repeatable, case-insensitive, matched "
-        f"from the right of the relative path). Default: {' '.join(DEFAULT_INCLUDE)}.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", help="Glob of files to leave out (repeatable).")] = None,
-    teacher: Teacher = DEFAULT_TEACHER,
-    sensor: Annotated[str, typer.Option(
-        "--sensor", help="LiDAR preset in configs/sensors (hdl64e, hdl64e-nonuniform, "
-        "vlp32c, vlp16, os1-64, os1-128) or a YAML path.")] = "hdl64e",
-    beams: Annotated[int | None, typer.Option(
-        "--beams", help="Thin the sensor to this many lasers (64/32/16/8...).")] = None,
-    height: Annotated[int, typer.Option("--height", help="Canvas height, px.")] = 352,
-    width: Annotated[int, typer.Option("--width", help="Canvas width, px.")] = 1216,
-    shard_size: Annotated[int, typer.Option(
-        "--shard-size", min=1, help="Samples per shard (unit of work and commit).")
-    ] = DEFAULT_SHARD_SIZE,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Global seed.")] = 0,
-    backend: Annotated[str, typer.Option(
-        "--raycast-backend", help="fast | embree | open3d.")] = "fast",
-    input_size: InputSize = 518,
-    teacher_batch: TeacherBatch = 4,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    address: Annotated[str | None, typer.Option(
-        "--address", help="Ray cluster (host:port, ray://host:port, auto). Default: "
-        "RAY_ADDRESS, else an embedded single-node Ray.")] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Embedded Ray: concurrent CPU tasks (default: all cores).")
-    ] = None,
-    teacher_actors: Annotated[int | None, typer.Option(
-        "--teacher-actors", min=1, help="Teacher actors (default: one per GPU, 1 on CPU).")
-    ] = None,
-    teacher_cpus: Annotated[float | None, typer.Option(
-        "--teacher-cpus", min=0.0, help="CPUs reserved per teacher actor (default 0.5 with a "
-        "GPU, 1 on CPU).")] = None,
-    retries: Annotated[int, typer.Option(
-        "--retries", min=0, help="Ray retries of a task/actor whose process died.")] = 3,
-    overwrite: Overwrite = False,
-    progress: Progress = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    fault_kill_shard: Annotated[int, typer.Option("--fault-kill-shard", hidden=True)] = -1,
-    fault_marker: Annotated[str, typer.Option("--fault-marker", hidden=True)] = "",
-    fault_delay: Annotated[float, typer.Option("--fault-shard-delay", hidden=True)] = 0.0,
-) -> None:
-    """Generate a sharded sample store from an image corpus (teacher + simulated LiDAR, Ray).
-
-    Re-running the same command resumes: committed shards are kept, the rest redone.
-    """
-    from pipeline.generate import FaultInjection, GenerateConfig, RunConfig, SensorChoice
-    from pipeline.orchestrate import run_generate
-
-    cfg = GenerateConfig(
-        store=store,
-        corpus=CorpusConfig(tuple(corpus or ("builtin",)), tuple(include or DEFAULT_INCLUDE),
-                            tuple(exclude or ())),
-        canvas=CanvasConfig(height, width), teacher=teacher,
-        teacher_run=TeacherConfig(input_size, teacher_batch, device, precision),
-        sensor=SensorChoice(sensor, beams), sim=SimConfig(backend=backend), seed=seed,
-        shard_size=shard_size,
-        run=RunConfig(address=address, workers=workers, teacher_actors=teacher_actors,
-                      teacher_cpus=teacher_cpus, retries=retries, overwrite=overwrite,
-                      progress=progress,
-                      fault=FaultInjection(fault_kill_shard, fault_marker, fault_delay)),
-    )
-    summary = run_generate(cfg)
-    if as_json:
-        body = asdict(summary)
-        body["skipped"] = [asdict(s) for s in summary.skipped]
-        body.update(samples_per_s=summary.samples_per_s, skip_reasons=summary.skip_reasons())
-        typer.echo(json.dumps(body, indent=1))
-    else:
-        typer.echo("\n".join(summary.lines()))
+def _teacher_names() -> str:
+    """The registry, sizes folded: ``depth-anything-v2-{small,base,large}, ...``."""
+    stems: dict[str, list[str]] = {}
+    for name in TEACHERS:
+        stem, _, size = name.rpartition("-")
+        if size in ("small", "base", "large"):
+            stems.setdefault(stem, []).append(size)
+        else:
+            stems.setdefault(name, [])
+    folded = [f"{stem}-{{{','.join(sizes)}}}" if sizes else stem
+              for stem, sizes in stems.items()]
+    return "Registry: " + ", ".join(folded) + " (tiny-random: random weights, for tests)."
 
 
-def teach_command(
-    kitti: Annotated[str, typer.Option("--kitti", help="KITTI root (raw/, "
-                                       "val_selection_cropped/, test_depth_completion_"
-                                       "anonymous/).")],
-    out: Annotated[str, typer.Option("--out", help="Output teacher-map store (Zarr).")],
-    teacher: Teacher = DEFAULT_TEACHER,
-    include: Annotated[list[str] | None, typer.Option(
-        "--include", help="Image globs under the root (repeatable). Default: raw image_02/03 "
-        "and the image/ folders of val_selection_cropped and test_depth_completion_"
-        "anonymous.")] = None,
-    input_size: InputSize = 518,
-    teacher_batch: TeacherBatch = 4,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    overwrite: Overwrite = False,
-    progress: Progress = True,
-) -> None:
-    """Store teacher outputs of KITTI images at full resolution, keyed by image path."""
-    from pipeline.teach import KITTI_IMAGES, TeachConfig, run_teach
+def _sensor_names() -> str:
+    return "Presets: " + ", ".join(known_sensors()) + "."
 
-    summary = run_teach(TeachConfig(
-        kitti, out, teacher, TeacherConfig(input_size, teacher_batch, device, precision),
-        tuple(include or KITTI_IMAGES), overwrite, progress))
+
+_TEACHER_PANEL = "Teacher"
+GENERATE_NAMING = Naming(
+    names={"corpus.roots": "--corpus", "sensor.preset": "--sensor",
+           "sim.backend": "--raycast-backend", "run.fault.shard_delay_s": "--fault-shard-delay"},
+    prefixes={"teacher_run": "teacher-", "run.fault": "fault-"},
+    unprefixed=frozenset({"corpus", "canvas", "sensor", "sim", "run"}),
+    panels={"store": "Store", "seed": "Store", "shard_size": "Store", "corpus": "Corpus",
+            "canvas": "Canvas", "teacher": _TEACHER_PANEL, "teacher_run": _TEACHER_PANEL,
+            "sensor": "LiDAR simulation", "sim": "LiDAR simulation",
+            "intrinsics": "Camera and metric depth", "metric": "Camera and metric depth",
+            "run": "Running (Ray)"},
+    hidden=frozenset({"run.fault"}),
+    extra_help={"teacher": _teacher_names, "sensor.preset": _sensor_names},
+)
+TEACH_NAMING = Naming(
+    prefixes={"teacher_run": "teacher-"},
+    panels={"kitti": "Input and output", "out": "Input and output", "include": "Input and output",
+            "teacher": _TEACHER_PANEL, "teacher_run": _TEACHER_PANEL},
+    default_panel="Running",
+    extra_help={"teacher": _teacher_names},
+)
+GENERATE_OPTIONS = derive_options(GenerateConfig, GENERATE_NAMING)
+TEACH_OPTIONS = derive_options(TeachConfig, TEACH_NAMING)
+
+_JSON = inspect.Parameter(
+    "as_json", inspect.Parameter.KEYWORD_ONLY, default=False,
+    annotation=Annotated[bool, typer.Option(
+        "--json", help="Print the summary as JSON (stdout then carries only the JSON).",
+        rich_help_panel="Store")])
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout meanwhile (Ray's ``(raylet) ...`` lines included,
+    also those written below Python) to stderr, so that stdout carries only results."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stdout (tests)
+        fd = -1
+    saved = os.dup(fd) if fd >= 0 else -1
+    if fd >= 0:
+        os.dup2(sys.stderr.fileno(), fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved >= 0:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def _generate(as_json: bool, **values: Any) -> None:
+    from pipeline.job import run_generate
+
+    cfg = build_config(GenerateConfig, GENERATE_OPTIONS, values)
+    with stdout_to_stderr():
+        summary = run_generate(cfg)
+    typer.echo(json.dumps(summary.to_json(), indent=1) if as_json
+               else "\n".join(summary.lines()))
+
+
+def _teach(**values: Any) -> None:
+    from pipeline.teach import run_teach
+
+    with stdout_to_stderr():
+        summary = run_teach(build_config(TeachConfig, TEACH_OPTIONS, values))
     typer.echo(f"teacher maps {summary.out}: {summary.written} written, {summary.already} "
                f"already complete, {summary.seconds:.1f} s")
 
 
+generate_command = command(GENERATE_OPTIONS, _generate, extra=[_JSON], doc="""\
+Generate a sharded sample store from an image corpus (teacher + simulated LiDAR, Ray).
+
+Re-running the same command resumes: committed shards are kept, the rest redone; a store
+already complete with the same config returns at once. One job per store: a second job
+on the same store is refused while the first runs.""")
+
+teach_command = command(TEACH_OPTIONS, _teach, doc="""\
+Store teacher outputs of KITTI images at full resolution, keyed by image path.""")
+
+
 def register(app: typer.Typer) -> None:
     """Add this room's sub-commands to the ``dmd3c`` app."""
-    app.command("generate")(generate_command)
-    app.command("teach")(teach_command)
+    app.command("generate", cls=SectionedCommand)(generate_command)
+    app.command("teach", cls=SectionedCommand)(teach_command)

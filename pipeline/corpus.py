@@ -5,14 +5,20 @@
   (:mod:`pipeline.builtin_corpus`).
 * **Keys** are the path relative to the root (POSIX separators). With several roots each
   key is prefixed by its root's folder name (``photos/a/b.jpg``), which must then differ.
+  Keys and sources are valid UTF-8 whatever the file names: a byte of a name that is not
+  valid UTF-8 is written ``%XX`` (its hex value), and a literal ``%`` followed by two hex
+  digits is written ``%25`` (:func:`name_to_key`); ``urllib.parse.unquote(key,
+  errors="surrogateescape")`` (:func:`key_to_name`) gives the name back, as Python's
+  ``os`` functions spell it. Every other name is its own key.
 * **Order and shards**: items are sorted by key; item ``i`` goes to shard
   ``i // shard_size``. The same corpus always maps every image to the same shard.
 * **Canvas policy** (``resize-crop``): scale the image (aspect kept) so that it *covers*
   the H x W canvas, then crop the centre. Nothing is padded, nothing is distorted.
 * **Decoding**: EXIF orientation applied; grayscale, RGBA/LA (alpha dropped), palette, CMYK
   and 16-bit / 32-bit / float images converted to 8-bit RGB.
-* **Skips**: zero-byte, non-image, corrupt/truncated, too-small and decompression-bomb
-  files raise :class:`SkipSample` with a one-line reason; the generator records it.
+* **Skips**: zero-byte, unreadable, non-image, corrupt/truncated, too-small and
+  decompression-bomb files raise :class:`SkipSample` with a one-line reason; the generator
+  records it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
+import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -28,6 +36,7 @@ import fsspec
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from data_schemas.errors import ConfigError, InputError, InputNotFoundError
 from pipeline.builtin_corpus import BUILTIN_IMAGES, BUILTIN_LABEL, BUILTIN_NAME, builtin_root
 
 DEFAULT_INCLUDE: tuple[str, ...] = (
@@ -66,9 +75,20 @@ class CanvasConfig:
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
-            raise ValueError(f"canvas must be at least 8 x 8 px, got {self.height} x {self.width}")
+            raise ConfigError(f"canvas must be at least 8 x 8 px, got --height {self.height} "
+                              f"--width {self.width}")
         if self.min_side < 1 or self.max_pixels < 1:
-            raise ValueError("min_side and max_pixels must be >= 1")
+            raise ConfigError(f"--min-side and --max-pixels must be >= 1, got "
+                              f"{self.min_side} and {self.max_pixels}")
+        if self.max_pixels > pil_pixel_limit():
+            raise ConfigError(f"--max-pixels {self.max_pixels} is above the {pil_pixel_limit()} "
+                              f"px that Pillow decodes at all; choose at most that")
+
+
+def pil_pixel_limit() -> int:
+    """Pixels above which Pillow refuses to open an image (twice ``MAX_IMAGE_PIXELS``)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return 2 * int(limit) if limit else 2**62
 
 
 @dataclass(frozen=True)
@@ -97,13 +117,15 @@ class _Root:
 
 # -- listing -----------------------------------------------------------------------------
 def list_corpus(cfg: CorpusConfig) -> list[CorpusItem]:
-    """All items of the corpus, sorted by key; raises FileNotFoundError for a missing root."""
+    """All items of the corpus, sorted by key; raises InputNotFoundError for a missing root."""
     if not cfg.roots:
-        raise ValueError("the corpus needs at least one root (folder, URL or 'builtin')")
+        raise ConfigError("the corpus needs at least one root (--corpus folder, URL or "
+                          "'builtin')")
     roots = [_parse_root(url, cfg) for url in cfg.roots]
     labels = [r.label for r in roots]
     if len(roots) > 1 and len(set(labels)) != len(labels):
-        raise ValueError(f"corpus roots need distinct folder names to prefix keys, got {labels}")
+        raise ConfigError(f"corpus roots need distinct folder names to prefix keys, got "
+                          f"{labels} from --corpus {' '.join(cfg.roots)}")
     items = [item for root in roots for item in _list_root(root, prefix=len(roots) > 1)]
     return sorted(items, key=lambda item: item.key)
 
@@ -118,23 +140,42 @@ def _parse_root(url: str, cfg: CorpusConfig) -> _Root:
 def _list_root(root: _Root, prefix: bool) -> list[CorpusItem]:
     fs, path = fsspec.core.url_to_fs(root.url)
     if not fs.exists(path):
-        raise FileNotFoundError(f"corpus root {root.url} does not exist")
+        raise InputNotFoundError(f"corpus root {root.url!r} does not exist")
     if not fs.isdir(path):
-        raise ValueError(f"corpus root {root.url} is not a folder")
+        raise InputError(f"corpus root {root.url!r} is not a folder")
     base = path.rstrip("/")
     items = []
     for found in sorted(fs.find(path)):
-        rel = found[len(base):].lstrip("/")
+        rel = name_to_key(found[len(base):].lstrip("/"))
         if not keep_key(rel, root.include, root.exclude):
             continue
         key = f"{root.label}/{rel}" if prefix or root.label == BUILTIN_LABEL else rel
-        items.append(CorpusItem(key, _source(fs, found)))
+        items.append(CorpusItem(key, name_to_key(_source(fs, found))))
     return items
 
 
 def _source(fs: fsspec.AbstractFileSystem, path: str) -> str:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return path if protocol in ("file", "local") else f"{protocol}://{path}"
+
+
+_LITERAL_ESCAPE = re.compile(r"%(?=[0-9A-Fa-f]{2})")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def name_to_key(name: str) -> str:
+    """A file name as Python's ``os`` spells it -> valid UTF-8 text that names it reversibly.
+
+    Bytes that are not valid UTF-8 (surrogate escapes ``\\udcXX``) become ``%XX``; a ``%``
+    that would read as such an escape becomes ``%25``; anything else is unchanged.
+    """
+    escaped = _LITERAL_ESCAPE.sub("%25", name)
+    return _UNDECODABLE.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", escaped)
+
+
+def key_to_name(key: str) -> str:
+    """Inverse of :func:`name_to_key`: the name to open (undecodable bytes as surrogates)."""
+    return urllib.parse.unquote(key, encoding="utf-8", errors="surrogateescape")
 
 
 def keep_key(key: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
@@ -148,7 +189,7 @@ def keep_key(key: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bo
 def plan_shards(items: list[CorpusItem], shard_size: int) -> list[ShardPlan]:
     """Consecutive runs of ``shard_size`` sorted items: item ``i`` -> shard ``i // size``."""
     if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        raise ConfigError(f"--shard-size must be >= 1, got {shard_size}")
     return [ShardPlan(s, tuple(items[s * shard_size:(s + 1) * shard_size]))
             for s in range(math.ceil(len(items) / shard_size))]
 
@@ -165,18 +206,25 @@ def corpus_fingerprint(items: list[CorpusItem]) -> str:
 def read_bytes(source: str) -> bytes:
     """The raw bytes of a corpus item (local path or fsspec URL)."""
     with fsspec.open(source, "rb") as handle:
-        return handle.read()
+        data: bytes = handle.read()
+    return data
 
 
 def load_item(item: CorpusItem, canvas: CanvasConfig) -> np.ndarray:
     """Read and decode one item to a (H, W, 3) uint8 canvas; raises :class:`SkipSample`."""
     try:
-        data = read_bytes(item.source)
+        data = read_bytes(key_to_name(item.source))
     except FileNotFoundError as err:
-        raise SkipSample(f"file vanished: {err}") from err
-    except OSError as err:
-        raise SkipSample(f"unreadable file: {err}") from err
+        raise SkipSample(f"file vanished: {item.source}: {_why(err)}") from err
+    except (OSError, ValueError) as err:
+        raise SkipSample(f"unreadable file: {item.source}: {_why(err)}") from err
     return decode_image(data, canvas)
+
+
+def _why(err: Exception) -> str:
+    """The reason of an I/O error without the file name (it is named already), UTF-8 safe."""
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return name_to_key(str(text))
 
 
 def decode_image(data: bytes, canvas: CanvasConfig) -> np.ndarray:
@@ -202,7 +250,8 @@ def _open_checked(data: bytes, canvas: CanvasConfig) -> Image.Image:
     except UnidentifiedImageError as err:
         raise SkipSample("not an image (format not recognised)") from err
     except Image.DecompressionBombError as err:
-        raise SkipSample(f"decompression bomb: {err}") from err
+        raise SkipSample(f"decompression bomb: {_bomb_pixels(err)} px > limit "
+                         f"{canvas.max_pixels}") from err
     except (OSError, ValueError, SyntaxError) as err:
         raise SkipSample(f"corrupt image header: {err}") from err
     width, height = image.size
@@ -212,6 +261,12 @@ def _open_checked(data: bytes, canvas: CanvasConfig) -> Image.Image:
     if min(width, height) < canvas.min_side:
         raise SkipSample(f"too small: {width}x{height} px, shorter side < {canvas.min_side}")
     return image
+
+
+def _bomb_pixels(err: Image.DecompressionBombError) -> str:
+    """The image size Pillow quotes in its refusal (``Image size (N pixels) exceeds ...``)."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    return found.group(1) if found else f"more than {pil_pixel_limit()}"
 
 
 def to_rgb8(image: Image.Image) -> np.ndarray:

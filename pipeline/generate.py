@@ -19,6 +19,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -32,6 +33,8 @@ from data_schemas import (
     create_store,
     write_shard,
 )
+from data_schemas.errors import ConfigError, StoreError
+from data_schemas.lease import LEASE_NAME
 from data_schemas.location import StoreLocation
 from pipeline.camera import IntrinsicsSampler, MetricRange
 from pipeline.corpus import (
@@ -96,8 +99,10 @@ class RunConfig:
     """Ray retries of a task / restarts of an actor whose process died."""
     overwrite: bool = False
     """Replace an existing store made with a different config."""
+    break_lease: bool = False
+    """Take the store's lease even from a job that looks alive (it must be dead)."""
     progress: bool = True
-    """Show a tqdm progress bar on stderr."""
+    """Show a progress bar (per sample, with ETA) on stderr."""
     fault: FaultInjection = field(default_factory=FaultInjection)
 
 
@@ -124,7 +129,8 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         if self.shard_size < 1 or self.seed < 0:
-            raise ValueError("shard_size must be >= 1 and seed >= 0")
+            raise ConfigError(f"--shard-size must be >= 1 and --seed >= 0, got "
+                              f"{self.shard_size} and {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,8 @@ def generator_attrs(cfg: GenerateConfig, items: list[CorpusItem]) -> dict[str, o
 
 def _plain(value: object) -> dict[str, object]:
     """JSON round trip: tuples -> lists, as the attributes read back."""
-    return json.loads(json.dumps(value))
+    plain: dict[str, object] = json.loads(json.dumps(value))
+    return plain
 
 
 def store_info(cfg: GenerateConfig, items: list[CorpusItem], teacher: TeacherSpec,
@@ -176,20 +183,49 @@ def sensor_attrs(preset: str, sensor: SensorSpec) -> dict[str, object]:
             "drop_prob_per_100m": sensor.drop_prob_per_100m}
 
 
+def existing_store(cfg: GenerateConfig, layout: StoreLayout, items: list[CorpusItem],
+                   teacher: TeacherSpec, sensor: SensorSpec) -> SampleStore | None:
+    """The store at ``cfg.store`` when it exists and ``--overwrite`` is off, checked to be
+    made with this config (before the teacher runs: with ``precision auto``, the precision
+    it resolved to is taken from the store); None when there is none to resume."""
+    if cfg.run.overwrite or not StoreLocation.parse(cfg.store).exists("zarr.json"):
+        return None
+    store = SampleStore.open(cfg.store, mode="r")
+    precision = cfg.teacher_run.precision
+    stored_teacher = store.attrs.get("teacher")
+    if precision == "auto" and isinstance(stored_teacher, dict):
+        precision = str(stored_teacher.get("precision", precision))
+    check_same_config(store, layout, store_info(cfg, items, teacher, precision, sensor))
+    return store
+
+
 def open_or_create(cfg: GenerateConfig, layout: StoreLayout, info: StoreInfo) -> SampleStore:
     """The store to write: created, or reopened for resume when its config is the same."""
     location = StoreLocation.parse(cfg.store)
     if not location.exists("zarr.json") or cfg.run.overwrite:
-        if cfg.run.overwrite and location.exists():
-            location.fs.rm(location.root, recursive=True)
+        clear_store(location)
         return create_store(cfg.store, layout, info)
     store = SampleStore.open(cfg.store, mode="r+")
+    check_same_config(store, layout, info)
+    return store
+
+
+def check_same_config(store: SampleStore, layout: StoreLayout, info: StoreInfo) -> None:
+    """Raise :class:`StoreError` naming the attributes in which ``store`` differs."""
     differences = config_differences(store.attrs, layout, info)
     if differences:
-        raise ValueError(f"{cfg.store}: the existing store was made with a different config "
-                         f"({', '.join(differences)} differ); pass --overwrite to replace it, "
-                         f"or choose another --store")
-    return store
+        raise StoreError(store.url, f"the existing store was made with a different config "
+                                    f"({', '.join(differences)} differ); pass --overwrite to "
+                                    f"replace it, or choose another --store")
+
+
+def clear_store(location: StoreLocation) -> None:
+    """Delete everything in the store folder but its lease (the job holding it is us)."""
+    if not location.exists():
+        return
+    for path in location.fs.ls(location.root, detail=False):
+        if path.rstrip("/").rsplit("/", 1)[-1] != LEASE_NAME:
+            location.fs.rm(path, recursive=True)
 
 
 def config_differences(attrs: dict[str, object], layout: StoreLayout,
@@ -210,6 +246,10 @@ def config_differences(attrs: dict[str, object], layout: StoreLayout,
 
 
 # -- per-shard work ----------------------------------------------------------------------
+Batch = dict[str, np.ndarray | list[str]]
+"""A shard's arrays by name, ``[n, ...]`` each (``key``/``source``: lists of str)."""
+
+
 @dataclass(frozen=True)
 class DecodedShard:
     """Step 1 output: the shard's decodable items and their canvases, and the skips."""
@@ -247,12 +287,16 @@ def decode_shard(plan: ShardPlan, canvas: CanvasConfig) -> DecodedShard:
     return DecodedShard(plan.shard, tuple(ok), rgb, tuple(skipped), time.perf_counter() - start)
 
 
-def simulate_shard(decoded: DecodedShard, raw: np.ndarray,
-                   ctx: ShardContext) -> dict[str, object]:
-    """Teacher outputs (n, H, W) -> the shard's batch (array name -> [n, ...])."""
-    rows = [simulate(raw[i], ctx.teacher_kind, ctx.sensor, ctx.seed, key=item.key,
-                     intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim)
-            for i, item in enumerate(decoded.items)]
+def simulate_shard(decoded: DecodedShard, raw: np.ndarray, ctx: ShardContext,
+                   on_sample: Callable[[], object] | None = None) -> Batch:
+    """Teacher outputs (n, H, W) -> the shard's batch (array name -> [n, ...]);
+    ``on_sample`` is called after each sample (progress)."""
+    rows = []
+    for i, item in enumerate(decoded.items):
+        rows.append(simulate(raw[i], ctx.teacher_kind, ctx.sensor, ctx.seed, key=item.key,
+                             intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim))
+        if on_sample is not None:
+            on_sample()
     return {
         "rgb": decoded.rgb,
         "sparse_depth": np.stack([r.scan.sparse_depth for r in rows]),
@@ -267,15 +311,17 @@ def simulate_shard(decoded: DecodedShard, raw: np.ndarray,
 
 
 def finish_shard(decoded: DecodedShard, raw: np.ndarray, teacher_seconds: float,
-                 ctx: ShardContext) -> ShardResult:
+                 ctx: ShardContext,
+                 on_sample: Callable[[], object] | None = None) -> ShardResult:
     """Simulate the LiDAR for every sample, write the whole shard, commit it."""
     inject_faults(decoded.shard, ctx.fault)
     start = time.perf_counter()
-    batch = simulate_shard(decoded, raw, ctx) if decoded.items else {}
+    batch: Batch = simulate_shard(decoded, raw, ctx, on_sample) if decoded.items else {}
     simulated = time.perf_counter()
     store = SampleStore.open(ctx.store, mode="r+")
-    extra = {"density": [round(float(np.count_nonzero(d)) / d.size, 6)
-                         for d in batch.get("sparse_depth", [])]}
+    sparse = np.asarray(batch.get("sparse_depth", np.zeros((0, 1, 1))))
+    extra: dict[str, object] = {"density": [round(float(np.count_nonzero(d)) / d.size, 6)
+                                            for d in sparse]}
     write_shard(store, decoded.shard, batch, skipped=decoded.skipped, extra=extra)
     seconds = {"decode": decoded.seconds, "teacher": teacher_seconds,
                "simulate": simulated - start, "write": time.perf_counter() - simulated}
@@ -295,14 +341,22 @@ def inject_faults(shard: int, fault: FaultInjection) -> None:
 # -- summary -----------------------------------------------------------------------------
 @dataclass
 class GenerateSummary:
-    """The end-of-job report."""
+    """The end-of-job report; the skips and sample count are the store's commit records'."""
 
     store: str
     shards_total: int
     shards_resumed: int = 0
     shards_written: int = 0
     samples_written: int = 0
+    """Samples written by this run."""
+    samples_in_store: int = 0
+    """Samples in the store's committed shards after this run."""
     skipped: list[SkippedSample] = field(default_factory=list)
+    """Every corpus item the store records as skipped (this run's and resumed shards')."""
+    tasks_retried: int = 0
+    """Task attempts beyond the first (a worker died, or an I/O error was retried)."""
+    up_to_date: bool = False
+    """The store was already complete with this config: nothing was started."""
     wall_s: float = 0.0
     work_s: float = 0.0
     """Wall time of the shard work alone (without Ray start-up and model loading)."""
@@ -315,6 +369,13 @@ class GenerateSummary:
         for stage, seconds in result.seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
+    def count_store(self, store: SampleStore) -> None:
+        """Samples and skips from the commit records of ``store`` (the finished job)."""
+        store.refresh()
+        self.samples_in_store = store.num_samples
+        self.skipped = [s for shard in store.committed_shards
+                        for s in store.records[shard].skipped]
+
     @property
     def samples_per_s(self) -> float:
         return self.samples_written / self.wall_s if self.wall_s > 0 else 0.0
@@ -323,14 +384,25 @@ class GenerateSummary:
         """Skips counted by reason class (the text before the first ':')."""
         return dict(Counter(s.reason.split(":")[0] for s in self.skipped))
 
+    def to_json(self) -> dict[str, object]:
+        """The ``--json`` body: every field, plus throughput and skips by reason."""
+        body = asdict(self)
+        body.update(samples_per_s=self.samples_per_s, skip_reasons=self.skip_reasons())
+        return body
+
     def lines(self) -> list[str]:
         per_sample = {k: v / max(self.samples_written, 1) for k, v in self.stage_seconds.items()}
-        return [
+        lines = [
             f"store      {self.store}",
             f"shards     {self.shards_written} written, {self.shards_resumed} already "
             f"committed (resumed), {self.shards_total} total",
-            f"samples    {self.samples_written} written, {len(self.skipped)} skipped "
-            f"{self.skip_reasons() or ''}".rstrip(),
+            f"samples    {self.samples_written} written, {self.samples_in_store} in the store, "
+            f"{len(self.skipped)} skipped {self.skip_reasons() or ''}".rstrip(),
             f"wall time  {self.wall_s:.1f} s, {self.samples_per_s:.2f} samples/s",
-            "cpu s/sample " + "  ".join(f"{k} {v:.3f}" for k, v in per_sample.items()),
         ]
+        if self.tasks_retried:
+            lines.append(f"retries    {self.tasks_retried} task attempts retried")
+        if per_sample:
+            lines.append("cpu s/sample " + "  ".join(f"{k} {v:.3f}"
+                                                     for k, v in per_sample.items()))
+        return lines

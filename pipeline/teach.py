@@ -16,6 +16,7 @@ import zarr
 from PIL import Image
 from tqdm import tqdm
 
+from data_schemas.lease import StoreLease
 from data_schemas.location import StoreLocation
 from data_schemas.teacher_maps import (
     create_teacher_maps,
@@ -41,10 +42,18 @@ class TeachConfig:
     out: str
     """Output teacher-map store (local path or fsspec URL)."""
     teacher: str = DEFAULT_TEACHER
+    """Registry name, local folder (save_pretrained / huggingface-cli download) or hub id."""
     teacher_run: TeacherConfig = field(default_factory=TeacherConfig)
     include: tuple[str, ...] = KITTI_IMAGES
+    """Globs of the RGB images under the root (repeatable; matched from the right of the
+    path): raw image_02/03 and the image/ folders of val_selection_cropped and
+    test_depth_completion_anonymous."""
     overwrite: bool = False
+    """Replace teacher maps made by another teacher."""
     progress: bool = True
+    """Show a progress bar on stderr."""
+    break_lease: bool = False
+    """Take the output store's lease even from a job that looks alive (it must be dead)."""
 
 
 @dataclass(frozen=True)
@@ -104,14 +113,17 @@ def run_teach(cfg: TeachConfig) -> TeachSummary:
     teacher = Teacher(spec, cfg.teacher_run)
     teacher_attrs = {**spec.attrs(), "input_size": cfg.teacher_run.input_size,
                      "precision": teacher.precision}
-    group = open_maps(cfg, teacher_attrs)
-    todo = [item for item in items if not is_complete(group, item.key)]
-    units = str(teacher_attrs["units"])
-    with tqdm(total=len(todo), unit="image", desc="teach", disable=not cfg.progress,
-              file=sys.stderr) as bar:
-        for run, rgb in _batches(todo, cfg.teacher_run.batch_size):
-            for item, values in zip(run, teacher.predict(rgb), strict=True):
-                write_teacher_map(group, item.key, item.source, values, units)
-            bar.update(len(run))
-    group.attrs["keys"] = [item.key for item in items]
+    with StoreLease(cfg.out, "dmd3c teach", break_lease=cfg.break_lease) as lease:
+        group = open_maps(cfg, teacher_attrs)
+        lease.renew()  # creating the store rewrites its folder, lease included
+        todo = [item for item in items if not is_complete(group, item.key)]
+        units = str(teacher_attrs["units"])
+        with tqdm(total=len(todo), unit="image", desc="teach", disable=not cfg.progress,
+                  file=sys.stderr) as bar:
+            for run, rgb in _batches(todo, cfg.teacher_run.batch_size):
+                lease.check()
+                for item, values in zip(run, teacher.predict(rgb), strict=True):
+                    write_teacher_map(group, item.key, item.source, values, units)
+                bar.update(len(run))
+        group.attrs["keys"] = [item.key for item in items]
     return TeachSummary(cfg.out, len(todo), len(items) - len(todo), time.perf_counter() - start)

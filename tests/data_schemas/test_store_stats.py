@@ -133,8 +133,10 @@ def test_inspect_json_and_png(store_url: tuple[str, dict], tmp_path: Path) -> No
     assert 0.0 < summary["sparse_valid_fraction"] < 0.2
     import cv2
 
+    from data_schemas.quicklook import BAR_HEIGHT_PX
+
     montage = cv2.imread(str(tmp_path / "m.png"))
-    assert montage.shape == (4 * 6, 3 * 10, 3)
+    assert montage.shape == (4 * 6 + BAR_HEIGHT_PX, 3 * 10, 3)  # rows + colour bar
 
 
 def test_inspect_user_errors_are_one_line(tmp_path: Path) -> None:
