@@ -83,11 +83,13 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def migrate_command(
-    source: Annotated[str, typer.Argument(help="Existing store (schema 1.x or 2.x).")],
-    target: Annotated[str, typer.Argument(help="New store to write (schema 2.0).")],
+    source: Annotated[str, typer.Argument(
+        metavar="SOURCE", help="Existing store (schema 1.x or 2.x).")],
+    target: Annotated[str, typer.Argument(
+        metavar="TARGET", help="New store to write (schema 2.0).")],
     rgb_codec: Annotated[str, typer.Option(
-        "--rgb-codec", help="rgb codec of the new store: lossless, or jpeg (quality 95).")
-    ] = "lossless",
+        "--rgb-codec", metavar="CODEC",
+        help="rgb codec of the new store: lossless, or jpeg (quality 95).")] = "lossless",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace TARGET.")] = False,
 ) -> None:
     """Convert a sample store to the current schema (2.0): checksums, no padding rows."""
