@@ -17,6 +17,7 @@ Writing the same shard twice with the same data gives the same bytes (idempotent
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -106,10 +107,7 @@ def _pad_numeric(spec: ArraySpec, values: np.ndarray, count: int,
     target = spec.numpy_dtype
     if not np.can_cast(values.dtype, target, casting="same_kind"):
         raise ValueError(f"array {spec.name!r}: dtype {values.dtype} cannot be stored as {target}")
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        raise ValueError(f"array {spec.name!r}: NaN or inf values (stores never hold NaN; "
-                         f"use {spec.fill_value} for no data)")
-    _check_range(spec, values)
+    _check_values(spec, values)
     if count == shard_size:  # a full shard: no padded copy
         return to_stored(spec, np.ascontiguousarray(values, dtype=target))
     out = np.full((shard_size, *spec.sample_shape), spec.fill_value, dtype=target)
@@ -117,11 +115,15 @@ def _pad_numeric(spec: ArraySpec, values: np.ndarray, count: int,
     return to_stored(spec, out)
 
 
-def _check_range(spec: ArraySpec, values: np.ndarray) -> None:
-    """Values the array's stored precision can hold (``m/256``: [0, 255.996] m)."""
-    if not values.size or spec.storage == "exact":
+def _check_values(spec: ArraySpec, values: np.ndarray) -> None:
+    """No NaN or inf (min / max propagate them: two passes instead of three), and values the
+    array's stored precision can hold (``m/256``: [0, 255.996] m)."""
+    if values.dtype.kind != "f" or not values.size:
         return
     low, high = float(values.min()), float(values.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"array {spec.name!r}: NaN or inf values (stores never hold NaN; "
+                         f"use {spec.fill_value} for no data)")
     if spec.storage == "m/256" and (low < 0 or high > MAX_DEPTH_M):
         raise ValueError(f"array {spec.name!r}: depth {low if low < 0 else high} m is outside "
                          f"the stored range [0, {MAX_DEPTH_M:.3f}] m (uint16 at 1/256 m)")
