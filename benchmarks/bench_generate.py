@@ -77,11 +77,11 @@ def stage_split(corpus: Path, count: int = 8) -> dict[str, float]:
         caster = make_caster("fast", build_mesh(depth, K))
         t1 = time.perf_counter()
         rays = camera_facing_rays(sensor, K, depth.shape, kitti_mount())
-        ranges = apply_returns(caster.cast(rays.origin_cam, rays.dirs_cam, sensor.max_range_m),
+        ranges = apply_returns(caster.cast(rays.origins_cam, rays.dirs_cam, sensor.max_range_m),
                                sensor, stream(0, "returns", item.key))
         t2 = time.perf_counter()
         hit = np.isfinite(ranges)
-        hits_cam = rays.origin_cam + ranges[hit, None] * rays.dirs_cam[hit]
+        hits_cam = rays.points_cam(np.where(hit, ranges, 0.0))[hit]
         points_to_sparse_depth(hits_cam, K, depth.shape)
         t3 = time.perf_counter()
         for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2), strict=True):

@@ -23,14 +23,15 @@ import numpy as np
 import store_io
 import torch
 
-from train.data import StoreIndex
-from train.data.synthetic import write_synthetic_store
+from train.datasets import StoreIndex
+from train.datasets.synthetic import write_synthetic_store
 
 
 def bench_step(index: StoreIndex, size: tuple[int, int], steps: int) -> None:
+    from train.pretrain import PretrainConfig, build_recipe
+
     from train.engine import Trainer, init_distributed
     from train.engine.config import load_structured
-    from train.pretrain import PretrainConfig, build_recipe
 
     cfg = load_structured(PretrainConfig, [], [
         "engine.batch_size=1", f"data.crop=[{size[0]},{size[1]}]", "data.num_workers=0",

@@ -1,4 +1,4 @@
-"""Released RPNL (``train.released_objective.rpnl``): per-crop loop vs all crops batched.
+"""Released RPNL (``train.losses.released.rpnl``): per-crop loop vs all crops batched.
 
 Run: ``.venv/bin/python benchmarks/bench_rpnl.py`` (CPU, ~1 minute) or ``--device cuda`` on a
 GPU. Times forward + backward of one scale's 32 crops at the released crop (2 x 256 x 1216)
@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from train.released_objective import draw_crops, rpnl
+from train.losses.released import draw_crops, rpnl
 
 
 def _time(device: torch.device, batched: bool, repeats: int) -> list[float]:

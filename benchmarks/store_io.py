@@ -33,9 +33,9 @@ from data_schemas import SampleStore, StoreInfo, StoreLayout, create_store, writ
 from pipeline.sensors import load_sensor
 from pipeline.simulate import simulate
 from pipeline.synthetic import kitti_like_scene
-from train.data import (
+from train.datasets import (
     AugmentConfig,
-    SampleView,
+    Sample,
     StoreIndex,
     StoreStream,
     StreamConfig,
@@ -43,7 +43,8 @@ from train.data import (
     collate,
     train_loader,
 )
-from train.data.augment import augment, sample_rng
+from train.datasets.augment import augment
+from train.datasets.sampling import sample_rng
 
 HW = (352, 1216)
 SHARD_SIZE = 64
@@ -153,17 +154,17 @@ class PngFolder(Dataset):
     def __len__(self) -> int:
         return len(self.folders)
 
-    def __getitem__(self, i: int) -> tuple[SampleView, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[Sample, np.ndarray]:
         folder = self.folders[i]
         rgb = cv2.cvtColor(cv2.imread(str(folder / "rgb.png")), cv2.COLOR_BGR2RGB)
         sparse, teacher = (cv2.imread(str(folder / f"{n}.png"), cv2.IMREAD_UNCHANGED)
                            .astype(np.float32) / 256.0 for n in ("sparse", "teacher"))
         K = np.loadtxt(folder / "K.txt", dtype=np.float32)
-        view = SampleView(rgb, sparse, teacher, K, folder.name)
+        view = Sample(rgb, sparse, teacher, K, folder.name)
         return augment(view, self.crop, self.aug, sample_rng(0, 0, folder.name))
 
 
-def _collate_pairs(items: list[tuple[SampleView, np.ndarray]]) -> object:
+def _collate_pairs(items: list[tuple[Sample, np.ndarray]]) -> object:
     return collate([v for v, _ in items], [r for _, r in items])
 
 

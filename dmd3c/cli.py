@@ -2,11 +2,13 @@
 
 User errors (:class:`data_schemas.errors.DmdError`: bad paths, malformed stores, invalid
 options) print one line to stderr and exit with status 2, without a traceback. Any other
-exception is a bug: it keeps its traceback and exits with status 1.
+exception is a bug: it keeps its traceback and exits with status 1. Progress messages and
+warnings of the rooms go through :mod:`logging` to stderr; results go to stdout.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 
@@ -14,7 +16,6 @@ import typer
 
 import pipeline.cli
 import train.cli
-import train.stage2_cli
 from data_schemas.cli import inspect_command, migrate_command
 from data_schemas.errors import DmdError
 
@@ -30,7 +31,6 @@ app.command("inspect")(inspect_command)
 app.command("migrate")(migrate_command)
 pipeline.cli.register(app)
 train.cli.register(app)
-train.stage2_cli.register(app)
 
 
 @app.callback()
@@ -49,8 +49,20 @@ def run_guarded(entry: Callable[[], object]) -> None:
         raise SystemExit(2) from None
 
 
+ROOMS = ("data_schemas", "pipeline", "train")
+
+
+def configure_logging() -> None:
+    """Our rooms' INFO messages and everyone's warnings to stderr, one line each."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for room in ROOMS:
+        logging.getLogger(room).setLevel(logging.INFO)
+
+
 def main() -> None:
     """Console-script entry point."""
+    configure_logging()
     run_guarded(lambda: app(standalone_mode=True))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_schemas.errors import ConfigError, InputError
 from data_schemas.geometry import parse_depth_space, parse_hw
 
 KITTI_K_1216x352 = np.array([[721.5377, 0.0, 596.5593], [0.0, 721.5377, 149.854], [0.0, 0.0, 1.0]])
@@ -23,32 +24,56 @@ def intrinsics_from_fov(hw: tuple[int, int], hfov_deg: float, cx: float, cy: flo
     """(3, 3) K with square pixels for horizontal field of view ``hfov_deg`` on an (H, W) image."""
     _, w = parse_hw(hw)
     if not 1.0 < hfov_deg < 179.0:
-        raise ValueError(f"hfov_deg must be in (1, 179), got {hfov_deg}")
+        raise ConfigError(f"hfov_deg must be in (1, 179), got {hfov_deg}")
     f = 0.5 * w / math.tan(math.radians(hfov_deg) / 2.0)
     return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
 
 
+KITTI_HFOV_DEG = 2.0 * math.degrees(math.atan(608.0 / 721.5377))
+"""Horizontal field of view of KITTI's 1216-px depth-completion crop (80.2 deg)."""
+KITTI_PRINCIPAL_POINT = (596.5593 / 1216.0, 149.854 / 352.0)
+"""KITTI crop's principal point as fractions of (W, H): (0.491, 0.426)."""
+
+
 @dataclass(frozen=True)
 class IntrinsicsSampler:
-    """Distribution of plausible pinhole intrinsics for an unlabeled photo."""
+    """Distribution of plausible pinhole intrinsics for an unlabeled photo.
 
-    hfov_deg: tuple[float, float] = (60.0, 90.0)
-    """Uniform range of the horizontal field of view (deg); KITTI's crop is ~80 deg."""
+    The defaults reproduce KITTI's depth-completion crop, so that a 64-beam scan puts as many
+    laser lines on the canvas as a KITTI frame has: a field of view around KITTI's 80 deg and
+    the principal point (the horizon of a level camera) at 43 % of the height, which leaves
+    room below it for every laser down to -14.7 deg (a centred horizon loses the lowest 3,
+    a 60 deg view 12).
+    """
+
+    hfov_deg: tuple[float, float] = (75.0, 85.0)
+    """Uniform range of the horizontal field of view (deg): +-5 deg around KITTI's crop (80.2
+    deg); a 64-beam scan then covers 3.5-5.3 % of the canvas, as KITTI's 4.4 %."""
+    principal_point: tuple[float, float] = KITTI_PRINCIPAL_POINT
+    """Principal point as fractions of (W, H) of the canvas; KITTI's crop: (0.491, 0.426)."""
     principal_jitter: float = 0.02
-    """Principal point offset from the image centre, uniform +- this fraction of W and H."""
+    """Principal point offset from ``principal_point``, uniform +- this fraction of W and H."""
+
+    def __post_init__(self) -> None:
+        lo, hi = self.hfov_deg
+        if not 1.0 < lo <= hi < 179.0:
+            raise ConfigError(
+                f"hfov_deg range must satisfy 1 < lo <= hi < 179, got {self.hfov_deg}")
+        if not all(0.0 <= f <= 1.0 for f in self.principal_point) or self.principal_jitter < 0:
+            raise ConfigError("principal_point fractions must be in [0, 1] and principal_jitter "
+                              f">= 0, got {self.principal_point}, {self.principal_jitter}")
 
 
 def sample_intrinsics(
     hw: tuple[int, int], rng: np.random.Generator, sampler: IntrinsicsSampler = IntrinsicsSampler()
 ) -> np.ndarray:
-    """Seeded (3, 3) K for an (H, W) image: HFOV uniform in range, principal point near centre."""
+    """Seeded (3, 3) K for an (H, W) image: HFOV uniform in range, principal point near
+    ``sampler.principal_point`` (fractions of the pixel-centre span [0, W-1] x [0, H-1])."""
     h, w = parse_hw(hw)
-    lo, hi = sampler.hfov_deg
-    if not 1.0 < lo <= hi < 179.0:
-        raise ValueError(f"hfov_deg range must satisfy 1 < lo <= hi < 179, got {sampler.hfov_deg}")
-    hfov, jx, jy = rng.uniform(lo, hi), *rng.uniform(-1.0, 1.0, size=2)
-    cx = (w - 1) / 2.0 + jx * sampler.principal_jitter * w
-    cy = (h - 1) / 2.0 + jy * sampler.principal_jitter * h
+    hfov, jx, jy = rng.uniform(*sampler.hfov_deg), *rng.uniform(-1.0, 1.0, size=2)
+    fx, fy = sampler.principal_point
+    cx = fx * (w - 1) + jx * sampler.principal_jitter * w
+    cy = fy * (h - 1) + jy * sampler.principal_jitter * h
     return intrinsics_from_fov((h, w), float(hfov), float(cx), float(cy))
 
 
@@ -82,9 +107,9 @@ def sky_mask(raw: np.ndarray, kind: str, cfg: MetricRange = MetricRange()) -> np
 def _check_teacher_output(raw: np.ndarray) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.float32)
     if raw.ndim != 2 or min(raw.shape) < 2:
-        raise ValueError(f"teacher output must be (H, W) with H, W >= 2, got shape {raw.shape}")
+        raise InputError(f"teacher output must be (H, W) with H, W >= 2, got shape {raw.shape}")
     if not np.all(np.isfinite(raw)):
-        raise ValueError("teacher output contains NaN or inf")
+        raise InputError("teacher output contains NaN or inf")
     return raw
 
 
@@ -100,7 +125,7 @@ def disparity_to_metric(
     """
     near, far = rng.uniform(*cfg.near_m), rng.uniform(*cfg.far_m)
     if not 0 < near < far:
-        raise ValueError(f"metric range needs 0 < near < far, got near={near}, far={far}")
+        raise ConfigError(f"metric range needs 0 < near < far, got near={near}, far={far}")
     ground = disparity[~sky]
     if ground.size == 0:
         return np.zeros(disparity.shape, np.float32)
@@ -125,7 +150,7 @@ def teacher_to_metric_depth(
     raw = _check_teacher_output(raw)
     sky = sky_mask(raw, kind, cfg) if sky is None else np.asarray(sky, dtype=bool)
     if sky.shape != raw.shape:
-        raise ValueError(f"sky mask shape {sky.shape} != teacher output shape {raw.shape}")
+        raise InputError(f"sky mask shape {sky.shape} != teacher output shape {raw.shape}")
     if parse_depth_space(kind) == "depth":
         return np.where(sky, 0.0, raw).astype(np.float32), sky
     return disparity_to_metric(raw, sky, rng, cfg), sky

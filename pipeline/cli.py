@@ -114,10 +114,16 @@ def _generate(as_json: bool, **values: Any) -> None:
 def _teach(**values: Any) -> None:
     from pipeline.teach import run_teach
 
+    cfg = build_config(TeachConfig, TEACH_OPTIONS, values)
     with stdout_to_stderr():
-        summary = run_teach(build_config(TeachConfig, TEACH_OPTIONS, values))
+        summary = run_teach(cfg)
     typer.echo(f"teacher maps {summary.out}: {summary.written} written, {summary.already} "
                f"already complete, {summary.seconds:.1f} s")
+    if cfg.align == "lidar":
+        typer.echo(f"aligned to LiDAR: {summary.written - len(summary.unaligned)}, unaligned "
+                   f"{len(summary.unaligned)}")
+    for key, why in {**summary.unaligned, **summary.skipped}.items():
+        typer.echo(f"  {key}: {why}")
 
 
 generate_command = command(GENERATE_OPTIONS, _generate, extra=[_JSON], doc="""\

@@ -290,12 +290,18 @@ def _to_gray8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
-def resize_crop(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w, 3) uint8 -> (height, width, 3): scale to cover (aspect kept), crop the centre."""
-    h, w = rgb.shape[:2]
+def cover_crop(hw: tuple[int, int], height: int, width: int) -> tuple[int, int, int, int]:
+    """(new_h, new_w, top, left): the image scaled to cover the canvas, then its centre crop."""
+    h, w = hw
     scale = max(height / h, width / w)
     new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
+    return new_h, new_w, (new_h - height) // 2, (new_w - width) // 2
+
+
+def resize_crop(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w, 3) uint8 -> (height, width, 3): scale to cover (aspect kept), crop the centre."""
+    new_h, new_w, top, left = cover_crop(rgb.shape[:2], height, width)
+    scale = max(height / rgb.shape[0], width / rgb.shape[1])
     resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC
     resized = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), resample))
-    top, left = (new_h - height) // 2, (new_w - width) // 2
     return np.ascontiguousarray(resized[top:top + height, left:left + width])

@@ -2,7 +2,9 @@
 
 The work of one shard is three pure steps, run by :mod:`pipeline.orchestrate` on Ray:
 
-1. :func:`decode_shard` (CPU task): read and decode the shard's images to the canvas;
+1. :func:`decode_shard` (CPU task): read and decode the shard's images to the canvas, with
+   what the teacher needs besides RGB (:class:`TeacherFeed`: the sampled focal length for
+   Depth Pro, the image's KITTI LiDAR on the canvas as Prompt Depth Anything's prompt);
 2. :meth:`pipeline.teacher.Teacher.predict` (teacher actor, GPU when present): raw outputs;
 3. :func:`finish_shard` (CPU task): metric depth, intrinsics, mesh, LiDAR ray-cast,
    projection, then :func:`data_schemas.write_shard` writes and commits the whole shard.
@@ -36,7 +38,7 @@ from data_schemas import (
 from data_schemas.errors import ConfigError, StoreError
 from data_schemas.lease import LEASE_NAME
 from data_schemas.location import StoreLocation
-from pipeline.camera import IntrinsicsSampler, MetricRange
+from pipeline.camera import IntrinsicsSampler, MetricRange, sample_intrinsics
 from pipeline.corpus import (
     CanvasConfig,
     CorpusConfig,
@@ -44,15 +46,23 @@ from pipeline.corpus import (
     ShardPlan,
     SkipSample,
     corpus_fingerprint,
+    cover_crop,
     load_item,
 )
-from pipeline.sensors import SensorSpec, load_sensor
+from pipeline.seeding import stream
+from pipeline.sensors import SensorSpec, load_sensor, sensor_table_deg
 from pipeline.simulate import SimConfig, simulate
 from pipeline.teacher import DEFAULT_TEACHER, TeacherConfig, TeacherSpec
+from pipeline.teachers.kitti import lidar_path, read_kitti_depth
+from pipeline.teachers.prompt import sparse_to_canvas
+from pipeline.teachers.registry import FOCAL
 
 GENERATOR_NAME = "dmd3c.generate"
-GENERATOR_VERSION = "1"
-"""Bumped when the per-sample computation changes meaning (part of the store identity)."""
+GENERATOR_VERSION = "2"
+"""Bumped when the per-sample computation changes meaning (part of the store identity).
+2: the teacher runs the official Depth Anything V2 pre/post-processing in fp32; the LiDAR is
+the calibrated per-laser hdl64e with see-through layer, physical returns and KITTI-like
+camera sampling."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,23 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class TeacherFeed:
+    """What the teacher needs besides RGB, prepared on the CPU with the decode."""
+
+    focal: bool = False
+    """Depth Pro: pass each sample's sampled fx (the same K the simulation then uses)."""
+    prompt: str = "none"
+    """Prompt Depth Anything: ``lidar`` = the image's KITTI LiDAR map moved onto the canvas
+    (images without one are skipped)."""
+    seed: int = 0
+    intrinsics: IntrinsicsSampler = field(default_factory=IntrinsicsSampler)
+
+    @classmethod
+    def for_job(cls, cfg: GenerateConfig, spec: TeacherSpec) -> TeacherFeed:
+        return cls(FOCAL in spec.needs, cfg.teacher_run.prompt, cfg.seed, cfg.intrinsics)
+
+
+@dataclass(frozen=True)
 class ShardContext:
     """What a worker needs to finish shards (small, pickled once per task)."""
 
@@ -145,6 +172,7 @@ class ShardContext:
     metric: MetricRange
     seed: int
     fault: FaultInjection
+    feed: TeacherFeed = field(default_factory=TeacherFeed)
 
 
 # -- store identity ----------------------------------------------------------------------
@@ -176,11 +204,12 @@ def store_info(cfg: GenerateConfig, items: list[CorpusItem], teacher: TeacherSpe
 def sensor_attrs(preset: str, sensor: SensorSpec) -> dict[str, object]:
     """The store's ``sensor`` attribute, angles in degrees as in the preset files."""
     return {"preset": preset, "name": sensor.name, "beams": sensor.beams,
-            "elevations_deg": [round(math.degrees(e), 4) for e in sensor.elevations_rad],
+            **sensor_table_deg(sensor),
             "azimuth_step_deg": round(math.degrees(sensor.azimuth_step_rad), 6),
             "max_range_m": sensor.max_range_m, "min_range_m": sensor.min_range_m,
             "range_noise_std_m": sensor.range_noise_std_m, "drop_prob": sensor.drop_prob,
-            "drop_prob_per_100m": sensor.drop_prob_per_100m}
+            "drop_prob_per_100m": sensor.drop_prob_per_100m,
+            "returns": None if sensor.returns is None else asdict(sensor.returns)}
 
 
 def existing_store(cfg: GenerateConfig, layout: StoreLayout, items: list[CorpusItem],
@@ -260,6 +289,10 @@ class DecodedShard:
     """(n, H, W, 3) uint8."""
     skipped: tuple[SkippedSample, ...]
     seconds: float
+    focal_px: np.ndarray | None = None
+    """(n,) sampled fx of each sample (teachers that take the focal length)."""
+    prompt: np.ndarray | None = None
+    """(n, H, W) float32 sparse depth prompt on the canvas (m, 0 = none)."""
 
 
 @dataclass(frozen=True)
@@ -272,19 +305,43 @@ class ShardResult:
     seconds: dict[str, float]
 
 
-def decode_shard(plan: ShardPlan, canvas: CanvasConfig) -> DecodedShard:
-    """Read and decode every item of ``plan``; undecodable items become skips."""
+def decode_shard(plan: ShardPlan, canvas: CanvasConfig,
+                 feed: TeacherFeed = TeacherFeed()) -> DecodedShard:
+    """Read and decode every item of ``plan`` (and its teacher inputs); failures are skips."""
     start = time.perf_counter()
-    ok, images, skipped = [], [], []
+    ok, images, prompts, skipped = [], [], [], []
     for item in plan.items:
         try:
             images.append(load_item(item, canvas))
+            if feed.prompt == "lidar":
+                prompts.append(canvas_lidar(item, canvas))
             ok.append(item)
         except SkipSample as why:
             skipped.append(SkippedSample(item.key, str(why)))
+            del images[len(ok):]
     rgb = (np.stack(images) if images
            else np.zeros((0, canvas.height, canvas.width, 3), np.uint8))
-    return DecodedShard(plan.shard, tuple(ok), rgb, tuple(skipped), time.perf_counter() - start)
+    focal = np.array([sample_intrinsics(rgb.shape[1:3], stream(feed.seed, "intrinsics", i.key),
+                                        feed.intrinsics)[0, 0] for i in ok]) if feed.focal else None
+    prompt = np.stack(prompts) if prompts else None
+    return DecodedShard(plan.shard, tuple(ok), rgb, tuple(skipped), time.perf_counter() - start,
+                        focal, prompt)
+
+
+def canvas_lidar(item: CorpusItem, canvas: CanvasConfig) -> np.ndarray:
+    """The KITTI LiDAR map of ``item``'s image, moved onto the canvas like the image."""
+    from PIL import Image
+
+    path = lidar_path(item.source) if "://" not in item.source else None
+    if path is None:
+        raise SkipSample("no KITTI LiDAR map (velodyne_raw) for the depth prompt")
+    sparse = read_kitti_depth(path)
+    with Image.open(item.source) as image:
+        size = image.size[::-1]
+    if sparse.shape != size:
+        raise SkipSample(f"LiDAR map {path.name} is {sparse.shape}, the image {size}")
+    box = cover_crop(size, canvas.height, canvas.width)
+    return sparse_to_canvas(sparse, box, canvas.height, canvas.width)
 
 
 def simulate_shard(decoded: DecodedShard, raw: np.ndarray, ctx: ShardContext,
@@ -294,7 +351,8 @@ def simulate_shard(decoded: DecodedShard, raw: np.ndarray, ctx: ShardContext,
     rows = []
     for i, item in enumerate(decoded.items):
         rows.append(simulate(raw[i], ctx.teacher_kind, ctx.sensor, ctx.seed, key=item.key,
-                             intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim))
+                             intrinsics=ctx.intrinsics, metric=ctx.metric, config=ctx.sim,
+                             rgb=decoded.rgb[i]))
         if on_sample is not None:
             on_sample()
     return {

@@ -22,7 +22,7 @@ from data_schemas.lease import StoreLease
 from pipeline.corpus import CorpusItem, ShardPlan, list_corpus, plan_shards
 from pipeline.generate import GenerateConfig, GenerateSummary, existing_store
 from pipeline.sensors import SensorSpec
-from pipeline.teacher import TeacherSpec, resolve_teacher
+from pipeline.teacher import TeacherSpec, check_teacher_inputs, resolve_teacher
 
 if TYPE_CHECKING:
     from pipeline.orchestrate import RaySession
@@ -44,6 +44,7 @@ class JobPlan:
 def plan_job(cfg: GenerateConfig) -> JobPlan:
     """Resolve teacher, sensor and corpus; user errors surface here, before any write."""
     spec = resolve_teacher(cfg.teacher)
+    check_teacher_inputs(spec, cfg.teacher_run)
     sensor = cfg.sensor.load()
     items = list_corpus(cfg.corpus)
     if not items:

@@ -41,6 +41,7 @@ from pipeline.generate import (
     GenerateSummary,
     ShardContext,
     ShardResult,
+    TeacherFeed,
     decode_shard,
     finish_shard,
     open_or_create,
@@ -172,9 +173,9 @@ class ShardProgress:
 
 
 @ray.remote
-def _decode_task(plan: ShardPlan, canvas: Any, board: Actor) -> DecodedShard:
+def _decode_task(plan: ShardPlan, canvas: Any, feed: TeacherFeed, board: Actor) -> DecodedShard:
     ray.get(board.start.remote("decode", plan.shard))  # counted before anything can fail
-    return decode_shard(plan, canvas)
+    return decode_shard(plan, canvas, feed)
 
 
 @ray.remote
@@ -198,7 +199,7 @@ class TeacherActor:
 
     def infer(self, decoded: DecodedShard) -> tuple[object, float]:
         start = time.perf_counter()
-        raw = self.teacher.predict(decoded.rgb)
+        raw = self.teacher.predict(decoded.rgb, decoded.focal_px, decoded.prompt)
         return raw, time.perf_counter() - start
 
     def precision(self) -> str:
@@ -268,7 +269,7 @@ def _generate(cfg: GenerateConfig, job: JobPlan, lease: StoreLease,
     pending = [p for p in job.plans if not store.is_committed(p.shard)]
     summary = GenerateSummary(cfg.store, len(job.plans), len(job.plans) - len(pending))
     ctx = ShardContext(cfg.store, job.spec.output_kind, job.sensor, cfg.sim, cfg.intrinsics,
-                       cfg.metric, cfg.seed, cfg.run.fault)
+                       cfg.metric, cfg.seed, cfg.run.fault, TeacherFeed.for_job(cfg, job.spec))
     work_start = time.perf_counter()
     _run_shards(pending, actors, ctx, cfg, res, summary, lease.check)
     summary.work_s = time.perf_counter() - work_start
@@ -278,7 +279,7 @@ def _generate(cfg: GenerateConfig, job: JobPlan, lease: StoreLease,
 def _submit(plan: ShardPlan, actor: Actor, board: Actor, ctx: ShardContext,
             cfg: GenerateConfig) -> Ref:
     cpu = {"num_cpus": 1, "max_retries": cfg.run.retries, "retry_exceptions": [OSError]}
-    decoded = _decode_task.options(**cpu).remote(plan, cfg.canvas, board)
+    decoded = _decode_task.options(**cpu).remote(plan, cfg.canvas, ctx.feed, board)
     taught: Ref = actor.infer.remote(decoded)
     return _finish_task.options(**cpu).remote(decoded, taught, ctx, board)
 

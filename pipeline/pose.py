@@ -50,7 +50,7 @@ def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
         return np.eye(3)
     k = np.asarray(rotvec, dtype=np.float64) / theta
     Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * (Kx @ Kx)
+    return np.asarray(np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * (Kx @ Kx))
 
 
 @dataclass(frozen=True)
@@ -75,4 +75,4 @@ def jitter_mount(
     z = rng.standard_normal(6)
     rot = axis_angle_to_matrix(np.radians(jitter.rotation_std_deg) * z[:3])
     delta = make_transform(rot, jitter.translation_std_m * z[3:])
-    return T @ delta
+    return np.asarray(T @ delta)

@@ -87,7 +87,7 @@ def _shade(depth: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np
         12 * np.sin(np.arange(w) / 3.0)[None, :, None] * np.cos(np.arange(h) / 5.0)[:, None, None]
     )
     rgb[label < 0] = (135, 185, 235)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
 def kitti_like_boxes(rng: np.random.Generator, cam_height: float = 1.65) -> tuple[Box, ...]:

@@ -1,81 +1,58 @@
-"""Monocular depth teachers: a small registry of Depth Anything V2 models (transformers).
+"""Monocular depth teachers: what ``generate`` and ``teach`` run on images.
 
-Relative models output *affine-invariant disparity*; metric models output depth in metres.
-Which one a store holds is recorded in its ``teacher.output_kind`` attribute.
+A teacher is a transformers ``AutoModelForDepthEstimation`` model of a supported family
+(Depth Anything V2 relative / metric, Prompt Depth Anything, ZoeDepth, Depth Pro), run with
+that family's official pre- and post-processing (:mod:`pipeline.teachers.families`). Relative
+models output *affine-invariant disparity*, the others depth in metres; which one a store
+holds is its ``teacher.output_kind`` attribute.
 
-Weights come from the Hugging Face hub (or its local cache) or from a local folder written
-by ``save_pretrained``. Offline without weights, :func:`resolve_teacher` fails at start-up
-with one message saying how to provide them; nothing ever falls back to random weights.
-The ``tiny-random`` teacher is the real DepthAnything architecture with a tiny config and
-seeded random weights, for tests and offline smoke runs; stores made with it say so.
+Depth Anything V2 runs exactly as the official ``infer_image``: OpenCV-cubic input resize,
+the official network size, the official DINOv2 position-embedding interpolation and a bilinear
+``align_corners=True`` output resize. The default precision is fp32; bf16 / fp16 are opt-in.
+
+Weights come from the Hugging Face hub (or its local cache) or from a local folder written by
+``save_pretrained``. Offline without weights, :func:`resolve_teacher` fails at start-up with one
+message saying how to provide them; nothing ever falls back to random weights. The
+``tiny-random`` teacher is the real DepthAnything architecture with a tiny config and seeded
+random weights, for tests and offline smoke runs; stores made with it say so.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import numpy as np
 
-from data_schemas.geometry import DepthSpace
+from data_schemas.errors import ConfigError, InputError
+from pipeline.teachers.families import FORWARDS, Batch, Runtime
+from pipeline.teachers.pos_embed import POS_EMBEDS, use_official_pos_embed
+from pipeline.teachers.registry import (
+    DEFAULT_TEACHER,
+    FAMILY_TITLES,
+    FOCAL,
+    PROMPT,
+    TEACHERS,
+    TINY_RANDOM,
+    TeacherSpec,
+    hub_reachable,
+    missing_weights_message,
+    resolve_teacher,
+)
+from pipeline.teachers.resize import PATCH, official_network_size
+from pipeline.teachers.tiny import tiny_random_model
 
 if TYPE_CHECKING:
     import torch
 
-TINY_RANDOM = "tiny-random"
-DEFAULT_TEACHER = "depth-anything-v2-small"
-PATCH = 14
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+__all__ = ["DEFAULT_TEACHER", "PATCH", "TEACHERS", "TINY_RANDOM", "Teacher", "TeacherConfig",
+           "TeacherSpec", "check_teacher_inputs", "load_model", "network_size",
+           "resolve_teacher", "tiny_random_model"]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class TeacherSpec:
-    """Which teacher, where its weights are, and what it outputs."""
-
-    name: str
-    """Registry name, or ``local`` / ``hub`` for a folder / hub id given directly."""
-    source: str
-    """Hub id, local folder, or ``tiny-random``."""
-    output_kind: DepthSpace
-    """``disparity`` (relative, affine-invariant) or ``depth`` (metric, m)."""
-    license: str = "unknown"
-    test_teacher: bool = False
-    """True for random weights: outputs are meaningless, for tests and smoke runs only."""
-
-    def attrs(self) -> dict[str, object]:
-        """The store's ``teacher`` root attribute (source as given, not machine paths)."""
-        out: dict[str, object] = asdict(self)
-        relative = "relative disparity (affine-invariant)"
-        out["units"] = "m" if self.output_kind == "depth" else relative
-        if self.test_teacher:
-            out["warning"] = "TEST TEACHER: random weights, outputs are not depth"
-        return out
-
-
-def _registry() -> dict[str, TeacherSpec]:
-    specs = [TeacherSpec(TINY_RANDOM, TINY_RANDOM, "disparity", "Apache-2.0", test_teacher=True)]
-    for size, lic in (("small", "Apache-2.0"), ("base", "CC-BY-NC-4.0"),
-                      ("large", "CC-BY-NC-4.0")):
-        specs.append(TeacherSpec(f"depth-anything-v2-{size}",
-                                 f"depth-anything/Depth-Anything-V2-{size.title()}-hf",
-                                 "disparity", lic))
-        for scene in ("indoor", "outdoor"):
-            specs.append(TeacherSpec(
-                f"depth-anything-v2-metric-{scene}-{size}",
-                f"depth-anything/Depth-Anything-V2-Metric-{scene.title()}-{size.title()}-hf",
-                "depth", lic))
-    return {spec.name: spec for spec in specs}
-
-
-TEACHERS: dict[str, TeacherSpec] = _registry()
+PROMPTS = ("none", "lidar")
 
 
 @dataclass(frozen=True)
@@ -83,121 +60,54 @@ class TeacherConfig:
     """How the teacher runs."""
 
     input_size: int = 518
-    """Shorter side of the network input (px), rounded to a multiple of 14 (DA-V2: 518)."""
+    """Depth Anything V2: shorter side of the network input (px), raised to a multiple of 14 by
+    the official rule (518 native). Other families use their own fixed network sizes."""
     batch_size: int = 4
     """Images per forward pass."""
     device: str = "auto"
     """``auto`` (cuda when present), ``cpu`` or ``cuda``."""
-    precision: str = "auto"
-    """``auto`` (bf16/fp16 on GPU, fp32 on CPU), ``fp32``, ``fp16`` or ``bf16``."""
+    precision: str = "fp32"
+    """``fp32`` (the official inference), or opt-in ``bf16`` / ``fp16`` (faster on GPU;
+    relative error vs fp32 measured in the README)."""
+    pos_embed: str = "official"
+    """DINOv2 position-embedding interpolation: ``official`` (scale factor (n + 0.1) / sqrt(N),
+    as the official code) or ``transformers`` (resize to the patch grid)."""
+    prompt: str = "none"
+    """Depth prompt of Prompt Depth Anything: ``none`` or ``lidar`` (each image's KITTI LiDAR
+    map: ``proj_depth/velodyne_raw`` / ``velodyne_raw``)."""
+    prompt_cell: int = 8
+    """Prompt Depth Anything: the LiDAR is pooled over cells of this many px per side."""
 
     def __post_init__(self) -> None:
-        if self.input_size < PATCH or self.batch_size < 1:
-            raise ValueError(f"teacher input_size must be >= {PATCH} and batch_size >= 1")
+        if self.input_size < PATCH or self.batch_size < 1 or self.prompt_cell < 1:
+            raise ConfigError(f"teacher input_size must be >= {PATCH}, batch_size and "
+                              f"prompt_cell >= 1")
         parse_choice("teacher device", self.device, DEVICES)
         parse_choice("teacher precision", self.precision, PRECISIONS)
+        parse_choice("teacher pos_embed", self.pos_embed, POS_EMBEDS)
+        parse_choice("teacher prompt", self.prompt, PROMPTS)
 
 
 def parse_choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+        raise ConfigError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
     return value
 
 
-# -- resolving (driver side, at start-up) ------------------------------------------------
-def resolve_teacher(name: str) -> TeacherSpec:
-    """Registry name, local folder or hub id -> spec whose weights are known to be available."""
-    if name in TEACHERS:
-        spec = TEACHERS[name]
-        return spec if spec.test_teacher else _check_hub(spec)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return _local_spec(path)
-    if name.count("/") == 1 and not path.exists() and not name.startswith((".", "/")):
-        return _check_hub(TeacherSpec("hub", name, "disparity"))
-    raise ValueError(f"unknown teacher {name!r}: not a folder with config.json nor a hub id; "
-                     f"registry: {', '.join(TEACHERS)}")
+def network_size(hw: tuple[int, int], input_size: int) -> tuple[int, int]:
+    """Depth Anything V2 network input (h, w) for an (H, W) image (the official rule)."""
+    return official_network_size(hw, input_size)
 
 
-def _local_spec(path: Path) -> TeacherSpec:
-    config = path / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"teacher folder {path} has no config.json (write it with "
-                                f"save_pretrained or huggingface-cli download)")
-    kind = _kind_from_config(json.loads(config.read_text()))
-    return TeacherSpec("local", str(path.resolve()), kind)
-
-
-def _kind_from_config(config: dict[str, object]) -> DepthSpace:
-    return "depth" if config.get("depth_estimation_type") == "metric" else "disparity"
-
-
-def _check_hub(spec: TeacherSpec) -> TeacherSpec:
-    """The spec, once its config is in the local cache or downloadable; else a clear error."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(spec.source, local_files_only=True)
-    except OSError:
-        if not hub_reachable():
-            raise ValueError(missing_weights_message(spec)) from None
-        try:
-            config = AutoConfig.from_pretrained(spec.source)
-        except OSError as err:
-            raise ValueError(f"{missing_weights_message(spec)} ({err})") from None
-    return replace(spec, output_kind=_kind_from_config(config.to_dict()))
-
-
-def missing_weights_message(spec: TeacherSpec) -> str:
-    return (f"teacher weights for {spec.name!r} ({spec.source}) are not available: no hub "
-            f"access and not in the Hugging Face cache. Provide them with --teacher PATH (a "
-            f"folder from `huggingface-cli download {spec.source} --local-dir PATH` on a "
-            f"machine with access), or run with hub access; --teacher {TINY_RANDOM} runs "
-            f"offline with random weights (test teacher, not for real data)")
-
-
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """False when HF_HUB_OFFLINE is set or the hub endpoint does not accept a connection."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get(
-            "TRANSFORMERS_OFFLINE", "0") not in ("", "0"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-# -- building models ---------------------------------------------------------------------
-def tiny_random_model(seed: int = 0) -> torch.nn.Module:
-    """DepthAnythingForDepthEstimation with a tiny Dinov2 backbone and seeded random weights.
-
-    Convolutions are re-initialised (Kaiming) and the output bias set to 1 so that the
-    random network gives a positive, image-dependent "disparity" rather than all zeros.
-    """
-    import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                            intermediate_size=64, patch_size=PATCH, image_size=56,
-                            out_features=["stage1", "stage2", "stage3", "stage4"],
-                            reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32,
-                                 neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
-                                 head_hidden_size=8, depth_estimation_type="relative")
-    torch.manual_seed(seed)
-    model = DepthAnythingForDepthEstimation(config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator)
-                                    * (2.0 / fan_in) ** 0.5)
-        model.head.conv3.bias.fill_(1.0)
-    return model
+def check_teacher_inputs(spec: TeacherSpec, cfg: TeacherConfig) -> None:
+    """Start-up check that the teacher gets what it needs (and nothing it ignores)."""
+    title = FAMILY_TITLES[spec.family]
+    if PROMPT in spec.needs and cfg.prompt == "none":
+        raise ConfigError(f"teacher {spec.name!r} ({title}) needs a depth prompt: pass "
+                          f"--teacher-prompt lidar (each image's KITTI LiDAR map)")
+    if PROMPT not in spec.needs and cfg.prompt != "none":
+        raise ConfigError(f"--teacher-prompt {cfg.prompt} is for Prompt Depth Anything; "
+                          f"teacher {spec.name!r} ({title}) takes no prompt")
 
 
 def load_model(spec: TeacherSpec) -> torch.nn.Module:
@@ -212,72 +122,66 @@ def load_model(spec: TeacherSpec) -> torch.nn.Module:
             model = AutoModelForDepthEstimation.from_pretrained(
                 spec.source, local_files_only=local or not hub_reachable())
         except OSError as err:
-            raise ValueError(f"{missing_weights_message(spec)} ({err})") from None
+            raise ConfigError(f"{missing_weights_message(spec)} ({err})") from None
     model.eval()
     model.requires_grad_(False)
     return model
 
 
-# -- inference ---------------------------------------------------------------------------
-def network_size(hw: tuple[int, int], input_size: int) -> tuple[int, int]:
-    """Network input (h, w): shorter side ~ ``input_size``, aspect kept, multiples of 14."""
-    h, w = hw
-    scale = input_size / min(h, w)
-    return (max(PATCH, round(h * scale / PATCH) * PATCH),
-            max(PATCH, round(w * scale / PATCH) * PATCH))
-
-
-def pick_device(cfg: TeacherConfig) -> tuple[str, str]:
-    """(device, precision) actually used: GPU -> bf16 (fp16 without bf16), CPU -> fp32."""
+def pick_device(cfg: TeacherConfig) -> str:
+    """The device actually used."""
     import torch
 
     cuda = torch.cuda.is_available()
     if cfg.device == "cuda" and not cuda:
-        raise ValueError("teacher device 'cuda' requested but no CUDA GPU is visible")
-    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda) else "cpu"
-    if cfg.precision != "auto":
-        return device, cfg.precision
-    if device == "cpu":
-        return device, "fp32"
-    return device, "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        raise ConfigError("teacher device 'cuda' requested but no CUDA GPU is visible")
+    return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda) else "cpu"
 
 
 class Teacher:
-    """A loaded teacher: ``predict`` maps uint8 RGB batches to raw outputs on the canvas."""
+    """A loaded teacher: ``predict`` maps uint8 RGB batches to raw outputs at their size."""
 
     def __init__(self, spec: TeacherSpec, cfg: TeacherConfig = TeacherConfig()) -> None:
         import torch
 
         self.spec, self.cfg = spec, cfg
-        self.device, self.precision = pick_device(cfg)
-        self.dtype = {"fp32": torch.float32, "fp16": torch.float16,
-                      "bf16": torch.bfloat16}[self.precision]
-        self.model = load_model(spec).to(self.device, self.dtype)
+        self.device, self.precision = pick_device(cfg), cfg.precision
+        dtype = {"fp32": torch.float32, "fp16": torch.float16,
+                 "bf16": torch.bfloat16}[self.precision]
+        self.model = load_model(spec).to(self.device, dtype)
+        if cfg.pos_embed == "official":
+            use_official_pos_embed(self.model)
+        self.forward = FORWARDS[spec.family]
+        self.runtime = Runtime(self.device, dtype, cfg.input_size, cfg.prompt_cell)
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        """(B, H, W, 3) uint8 -> (B, H, W) float32 raw output (disparity or m), finite, >= 0."""
+    def predict(self, rgb: np.ndarray, focal_px: np.ndarray | None = None,
+                prompt: np.ndarray | None = None) -> np.ndarray:
+        """(B, H, W, 3) uint8 -> (B, H, W) float32 raw output (disparity or m), finite, >= 0.
+
+        ``focal_px`` (B,): fx at this resolution (Depth Pro); ``prompt`` (B, H, W): sparse
+        metric depth, 0 = none (Prompt Depth Anything). Other teachers ignore both.
+        """
         if rgb.ndim != 4 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"teacher input must be (B, H, W, 3) uint8, got {rgb.shape} "
+            raise InputError(f"teacher input must be (B, H, W, 3) uint8, got {rgb.shape} "
                              f"{rgb.dtype}")
         step = self.cfg.batch_size
-        parts = [self._forward(rgb[i:i + step]) for i in range(0, len(rgb), step)]
+        parts = [self._forward(Batch(rgb[i:i + step], _rows(focal_px, i, step) if FOCAL in
+                                     self.spec.needs else None,
+                                     _rows(prompt, i, step) if PROMPT in self.spec.needs
+                                     else None))
+                 for i in range(0, len(rgb), step)]
         if not parts:
             return np.zeros(rgb.shape[:3], np.float32)
         return np.concatenate(parts)
 
-    def _forward(self, rgb: np.ndarray) -> np.ndarray:
+    def _forward(self, batch: Batch) -> np.ndarray:
         import torch
-        import torch.nn.functional as F
 
-        hw = rgb.shape[1:3]
         with torch.inference_mode():
-            x = torch.from_numpy(np.array(rgb)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-            x = F.interpolate(x, network_size(hw, self.cfg.input_size), mode="bicubic",
-                              align_corners=False, antialias=True)
-            mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-            std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-            x = ((x - mean) / std).to(self.dtype)
-            out = self.model(pixel_values=x).predicted_depth.float()[:, None]
-            out = F.interpolate(out, hw, mode="bilinear", align_corners=False)[:, 0]
+            out = self.forward(self.model, batch, self.runtime)
             out = torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
         return out.cpu().numpy().astype(np.float32)
+
+
+def _rows(values: np.ndarray | None, start: int, step: int) -> np.ndarray | None:
+    return None if values is None else np.asarray(values)[start:start + step]

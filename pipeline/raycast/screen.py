@@ -4,170 +4,287 @@ The grid mesh is the camera's depth map, so every triangle is a 2-D triangle bet
 centres whose inverse depth q is affine in (u, v). A ray's image trace is affine in its own
 inverse depth s (see ``trace``), so within one triangle ``q(p(s)) = s`` is a linear equation.
 The walk is two-level: rays first visit T x T pixel tiles and keep only those whose
-[min q, max q] overlaps the ray's s over the tile; the surviving sub-segments are then walked
-cell by cell and intersected exactly with both triangles of each cell. Same triangles and
-culling rule as ``pipeline.mesh.grid_faces``, so it agrees with Embree up to float rounding.
+[min q, max q] overlaps the ray's s over the tile; the surviving pieces of trace are then
+walked cell by cell and intersected exactly with both triangles of each cell. Same triangles
+and culling rule as ``pipeline.mesh.grid_faces``, so it agrees with Embree up to float
+rounding. A layered mesh (``pipeline.mesh.LayeredGridMesh``) is cast layer by layer, front
+first; a later layer only needs the part of each ray nearer than the hit found so far.
 All steps are vectorised numpy over (ray, cell) pairs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from pipeline.mesh import GridMesh, triangle_keep
+from pipeline.mesh import GridMesh, LayeredGridMesh, triangle_keep
 from pipeline.raycast import parse_rays
-from pipeline.raycast.trace import image_traces, s_to_t
+from pipeline.raycast.trace import Traces, image_traces, s_to_t
 
-TILE = 16
-_EPS_S = 1e-6
-_EPS_PX = 1e-6
-_TINY = 1e-300
+TILE_PX = 16
+"""Side of the coarse tiles (pixels)."""
+S_TOLERANCE = 1e-6
+"""Relative slack on inverse depth for hits on a cell's border (shared by two cells)."""
+DIAGONAL_TOLERANCE_PX = 1e-6
+"""Slack (pixels) when deciding on which side of a cell's diagonal a hit lies."""
+_NONZERO = 1e-300
+"""Added to rates before dividing so that a trace parallel to an axis gives inf, not NaN."""
+
+
+@dataclass(frozen=True)
+class TraceSegments:
+    """The walk state: pieces of ray traces p(s) = p_inf + slope * s, s in [s_far, s_near]."""
+
+    ray: np.ndarray
+    """(M,) index of the ray each piece belongs to."""
+    u_inf: np.ndarray
+    """(M,) column of the ray's vanishing point (px)."""
+    v_inf: np.ndarray
+    """(M,) row of the ray's vanishing point (px)."""
+    du_ds: np.ndarray
+    """(M,) change of column per unit of inverse depth (px * m)."""
+    dv_ds: np.ndarray
+    """(M,) change of row per unit of inverse depth (px * m)."""
+    s_near: np.ndarray
+    """(M,) inverse depth (1/m) where the piece starts (nearest end)."""
+    s_far: np.ndarray
+    """(M,) inverse depth where it ends (farthest end), <= s_near."""
+
+    @classmethod
+    def of_traces(cls, traces: Traces, rays: np.ndarray) -> TraceSegments:
+        """One segment per ray in ``rays`` (indices into ``traces``)."""
+        return cls(rays, traces.p_inf[rays, 0], traces.p_inf[rays, 1], traces.slope[rays, 0],
+                   traces.slope[rays, 1], traces.s_near[rays], traces.s_far[rays])
+
+    def take(self, idx: np.ndarray, s_near: np.ndarray | None = None,
+             s_far: np.ndarray | None = None) -> TraceSegments:
+        """Segments ``idx``, optionally with narrowed s-intervals."""
+        return TraceSegments(
+            self.ray[idx], self.u_inf[idx], self.v_inf[idx], self.du_ds[idx], self.dv_ds[idx],
+            self.s_near[idx] if s_near is None else s_near,
+            self.s_far[idx] if s_far is None else s_far,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ray)
+
+
+@dataclass(frozen=True)
+class CellVisits:
+    """The (segment, cell) pairs of a walk and the s-interval the segment spends in each cell."""
+
+    segment: np.ndarray
+    """(P,) index into the walked ``TraceSegments``."""
+    row: np.ndarray
+    """(P,) cell row."""
+    col: np.ndarray
+    """(P,) cell column."""
+    s_enter: np.ndarray
+    """(P,) inverse depth where the segment enters the cell (>= s_exit)."""
+    s_exit: np.ndarray
+    """(P,) inverse depth where it leaves."""
+
+
+def slab_interval(
+    cell: np.ndarray, position: np.ndarray, rate: np.ndarray, s_near: np.ndarray,
+    s_far: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """s-interval in which ``position + rate * s`` (cell units) lies in [cell, cell + 1),
+    clipped to [s_far, s_near]; returns (s_enter, s_exit), empty when s_enter < s_exit."""
+    s_at_cell = (cell - position) / rate
+    s_at_next = s_at_cell + 1.0 / rate
+    return (np.minimum(s_near, np.maximum(s_at_cell, s_at_next)),
+            np.maximum(s_far, np.minimum(s_at_cell, s_at_next)))
+
+
+def walk_cells(segments: TraceSegments, cell_px: int, grid_hw: tuple[int, int]) -> CellVisits:
+    """Cells of ``cell_px`` pixels crossed by each segment, clipped to ``grid_hw`` cells.
+
+    Steps along the segment's major axis (the image axis it crosses faster) one cell at a time;
+    within one such step the minor axis moves by at most one cell, so a step is one cell, or
+    two split where the minor coordinate crosses a cell border.
+    """
+    along_rows = np.abs(segments.dv_ds) > np.abs(segments.du_ds)
+    major_pos = np.where(along_rows, segments.v_inf, segments.u_inf) / cell_px
+    minor_pos = np.where(along_rows, segments.u_inf, segments.v_inf) / cell_px
+    major_rate = np.where(along_rows, segments.dv_ds, segments.du_ds) / cell_px + _NONZERO
+    minor_rate = np.where(along_rows, segments.du_ds, segments.dv_ds) / cell_px + _NONZERO
+    first = np.floor(major_pos + major_rate * segments.s_near)
+    last = np.floor(major_pos + major_rate * segments.s_far)
+    count = (np.abs(last - first) + 1).astype(np.intp)
+    seg = np.repeat(np.arange(len(count)), count)
+    step = np.arange(len(seg)) - np.repeat(np.cumsum(count) - count, count)
+    major_cell = first[seg] + np.sign(last - first)[seg] * step
+    s_enter, s_exit = slab_interval(major_cell, major_pos[seg], major_rate[seg],
+                                    segments.s_near[seg], segments.s_far[seg])
+    keep = np.flatnonzero(s_enter >= s_exit)
+    seg, major_cell, s_enter, s_exit = seg[keep], major_cell[keep], s_enter[keep], s_exit[keep]
+    position, rate = minor_pos[seg], minor_rate[seg]
+    minor_enter = np.floor(position + rate * s_enter)
+    minor_exit = np.floor(position + rate * s_exit)
+    split = np.flatnonzero(minor_exit != minor_enter)
+    border = np.maximum(minor_enter[split], minor_exit[split])
+    s_split = np.clip((border - position[split]) / rate[split], s_exit[split], s_enter[split])
+    first_part_exit = s_exit.copy()
+    first_part_exit[split] = s_split
+    seg = np.concatenate([seg, seg[split]])
+    major_cell = np.concatenate([major_cell, major_cell[split]])
+    minor_cell = np.concatenate([minor_enter, minor_exit[split]])
+    rows_first = along_rows[seg]
+    rows = np.where(rows_first, major_cell, minor_cell)
+    cols = np.where(rows_first, minor_cell, major_cell)
+    return CellVisits(seg, np.clip(rows, 0, grid_hw[0] - 1).astype(np.intp),
+                      np.clip(cols, 0, grid_hw[1] - 1).astype(np.intp),
+                      np.concatenate([s_enter, s_split]),
+                      np.concatenate([first_part_exit, s_exit[split]]))
+
+
+@dataclass(frozen=True)
+class CellTrace:
+    """Each visit's piece of trace in cell-local pixels: x = u - col, y = v - row."""
+
+    x_inf: np.ndarray
+    y_inf: np.ndarray
+    dx_ds: np.ndarray
+    dy_ds: np.ndarray
+    s_enter: np.ndarray
+    s_exit: np.ndarray
+
+
+def cell_hits(mesh: GridMesh, segments: TraceSegments, visits: CellVisits) -> np.ndarray:
+    """(P,) inverse depth of the nearest hit of each visit in its cell's two triangles, -inf.
+
+    In cell-local pixels (x = u - col, y = v - row) the upper triangle (x >= y) has
+    q = q_tl + (q_tr - q_tl) x + (q_br - q_tr) y and the lower one (y >= x)
+    q = q_tl + (q_br - q_bl) x + (q_bl - q_tl) y; along the trace x = x_inf + dx_ds s (same
+    for y), so each hit solves one linear equation in s, kept when the triangle exists, the
+    hit lies in the visit's s-interval and on the triangle's side of the diagonal.
+    """
+    w = mesh.inv_depth.shape[1]
+    q = mesh.inv_depth.ravel()
+    corner = visits.row * w + visits.col
+    q_tl, q_tr, q_bl, q_br = q[corner], q[corner + 1], q[corner + w], q[corner + w + 1]
+    seg = visits.segment
+    trace = CellTrace(segments.u_inf[seg] - visits.col, segments.v_inf[seg] - visits.row,
+                      segments.du_ds[seg], segments.dv_ds[seg], visits.s_enter, visits.s_exit)
+    rel = mesh.max_rel_jump
+    upper = plane_hits(q_tl, q_tr - q_tl, q_br - q_tr, triangle_keep(q_tl, q_tr, q_br, rel),
+                       1.0, trace)
+    lower = plane_hits(q_tl, q_br - q_bl, q_bl - q_tl, triangle_keep(q_tl, q_br, q_bl, rel),
+                       -1.0, trace)
+    return np.asarray(np.maximum(upper, lower))
+
+
+def plane_hits(q_corner: np.ndarray, dq_dx: np.ndarray, dq_dy: np.ndarray, kept: np.ndarray,
+               side: float, trace: CellTrace) -> np.ndarray:
+    """Solve q_corner + dq_dx x(s) + dq_dy y(s) = s on one triangle per visit; -inf where the
+    triangle does not exist or the hit is not in it (``side``: +1 upper, -1 lower)."""
+    numerator = q_corner + dq_dx * trace.x_inf + dq_dy * trace.y_inf
+    denominator = 1.0 - dq_dx * trace.dx_ds - dq_dy * trace.dy_ds
+    solvable = np.abs(denominator) > 1e-12
+    s = numerator / np.where(solvable, denominator, 1.0)
+    in_cell = (s <= trace.s_enter * (1 + S_TOLERANCE)) & (s >= trace.s_exit * (1 - S_TOLERANCE))
+    off_diagonal = (trace.x_inf - trace.y_inf) + (trace.dx_ds - trace.dy_ds) * s
+    on_side = side * off_diagonal >= -DIAGONAL_TOLERANCE_PX
+    return np.where(kept & solvable & in_cell & on_side, s, -np.inf)
+
+
+@dataclass(frozen=True)
+class TileBounds:
+    """Per T x T tile of a layer: the largest and smallest valid inverse depth of its cells."""
+
+    q_max: np.ndarray
+    """(rows, cols) largest q over the tile's cell corners (0: no vertex)."""
+    q_min: np.ndarray
+    """(rows, cols) smallest valid q (inf: no vertex)."""
+    tile_px: int
+
+    @classmethod
+    def of(cls, q: np.ndarray, tile_px: int) -> TileBounds:
+        h, w = q.shape
+        n_rows, n_cols = (h - 2) // tile_px + 1, (w - 2) // tile_px + 1
+        padded = np.zeros((n_rows * tile_px + 1, n_cols * tile_px + 1), np.float32)
+        padded[:h, :w] = q
+        bounds = []
+        for values, reduce in ((padded, np.maximum),
+                               (np.where(padded > 0, padded, np.inf), np.minimum)):
+            rows = reduce.reduce(values[: n_rows * tile_px].reshape(n_rows, tile_px, -1), axis=1)
+            rows = reduce(rows, values[tile_px::tile_px][:n_rows])
+            cols = reduce.reduce(rows[:, : n_cols * tile_px].reshape(n_rows, n_cols, tile_px), 2)
+            bounds.append(reduce(cols, rows[:, tile_px::tile_px][:, :n_cols]))
+        return cls(bounds[0], bounds[1], tile_px)
+
+    @property
+    def s_range(self) -> tuple[float, float]:
+        """[min, max] valid inverse depth of the layer (inf, 0 when empty)."""
+        return float(self.q_min.min()), float(self.q_max.max())
 
 
 def tile_bounds(q: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) inverse depth -> per-tile (max q, min valid q) over its cells' corners."""
-    h, w = q.shape
-    nr, nc = (h - 2) // tile + 1, (w - 2) // tile + 1
-    padded = np.zeros((nr * tile + 1, nc * tile + 1), np.float32)
-    padded[:h, :w] = q
-    out = []
-    for arr, red in ((padded, np.maximum), (np.where(padded > 0, padded, np.inf), np.minimum)):
-        rows = red.reduce(arr[: nr * tile].reshape(nr, tile, -1), axis=1)
-        rows = red(rows, arr[tile::tile][:nr])
-        cols = red.reduce(rows[:, : nc * tile].reshape(nr, nc, tile), axis=2)
-        out.append(red(cols, rows[:, tile::tile][:, :nc]))
-    return out[0], out[1]
+    bounds = TileBounds.of(q, tile)
+    return bounds.q_max, bounds.q_min
 
 
-def walk_cells(
-    p: tuple[np.ndarray, np.ndarray],
-    a: tuple[np.ndarray, np.ndarray],
-    s_near: np.ndarray,
-    s_far: np.ndarray,
-    cell: int,
-    grid: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cells of size ``cell`` px crossed by segments p + a s, s in [s_far, s_near].
-
-    p, a: (u, v) pixel and slope component arrays, each (M,); returns (segment index, row, col,
-    s_enter, s_exit), one entry per (segment, cell) with s_enter >= s_exit, clipped to ``grid``.
-    Walks the major axis one cell at a time; the minor axis moves by at most one cell per step.
-    """
-    v_major = np.abs(a[1]) > np.abs(a[0])
-    gM, gm = np.where(v_major, p[1], p[0]) / cell, np.where(v_major, p[0], p[1]) / cell
-    bM, bm = (
-        np.where(v_major, a[1], a[0]) / cell + _TINY,
-        np.where(v_major, a[0], a[1]) / cell + _TINY,
-    )
-    k0, k1 = np.floor(gM + bM * s_near), np.floor(gM + bM * s_far)
-    n = (np.abs(k1 - k0) + 1).astype(np.intp)
-    seg = np.repeat(np.arange(len(n)), n)
-    k = k0[seg] + np.sign(k1 - k0)[seg] * (np.arange(len(seg)) - np.repeat(np.cumsum(n) - n, n))
-    s0, ib = (k - gM[seg]) / bM[seg], 1.0 / bM[seg]
-    s_en = np.minimum(s_near[seg], np.maximum(s0, s0 + ib))
-    s_ex = np.maximum(s_far[seg], np.minimum(s0, s0 + ib))
-    gm_s, bm_s = gm[seg], bm[seg]
-    m_en, m_ex = np.floor(gm_s + bm_s * s_en), np.floor(gm_s + bm_s * s_ex)
-    two = np.flatnonzero(m_ex != m_en)
-    seg, k, m = np.r_[seg, seg[two]], np.r_[k, k[two]], np.r_[m_en, m_ex[two]]
-    gm_s, bm_s = np.r_[gm_s, gm_s[two]], np.r_[bm_s, bm_s[two]]
-    s0, ib = (m - gm_s) / bm_s, 1.0 / bm_s
-    s_en = np.minimum(np.r_[s_en, s_en[two]], np.maximum(s0, s0 + ib))
-    s_ex = np.maximum(np.r_[s_ex, s_ex[two]], np.minimum(s0, s0 + ib))
-    keep = np.flatnonzero(s_en >= s_ex)
-    seg, k, m = seg[keep], k[keep], m[keep]
-    vm = v_major[seg]
-    rows = np.clip(np.where(vm, k, m), 0, grid[0] - 1).astype(np.intp)
-    cols = np.clip(np.where(vm, m, k), 0, grid[1] - 1).astype(np.intp)
-    return seg, rows, cols, s_en[keep], s_ex[keep]
+def tile_visits(segments: TraceSegments, tile_px: int, tiles_hw: tuple[int, int]) -> CellVisits:
+    """Coarse walk: the tiles each segment crosses (shared by every layer of a mesh)."""
+    return walk_cells(segments, tile_px, tiles_hw)
 
 
-def _triangle_hit(
-    q0: np.ndarray,
-    gx: np.ndarray,
-    gy: np.ndarray,
-    keep: np.ndarray,
-    side: float,
-    x0: np.ndarray,
-    y0: np.ndarray,
-    au: np.ndarray,
-    av: np.ndarray,
-    s_en: np.ndarray,
-    s_ex: np.ndarray,
-) -> np.ndarray:
-    """Solve q0 + gx x(s) + gy y(s) = s on one triangle per pair; -inf where no hit in the cell."""
-    num = q0 + gx * x0 + gy * y0
-    den = 1.0 - gx * au - gy * av
-    solvable = np.abs(den) > 1e-12
-    s = num / np.where(solvable, den, 1.0)
-    inside = (s <= s_en * (1 + _EPS_S)) & (s >= s_ex * (1 - _EPS_S))
-    diag = side * ((x0 - y0) + (au - av) * s) >= -_EPS_PX
-    return np.where(keep & solvable & inside & diag, s, -np.inf)
+def candidate_segments(
+    segments: TraceSegments, tiles: CellVisits, bounds: TileBounds, s_floor: np.ndarray | None
+) -> TraceSegments:
+    """Pieces of segments in tiles whose q-range meets their s-range above ``s_floor`` (per
+    ray: the nearest hit so far; None = no hit yet), narrowed to that overlap."""
+    tile = tiles.row * bounds.q_max.shape[1] + tiles.col
+    q_hi, q_lo = bounds.q_max.ravel()[tile], bounds.q_min.ravel()[tile]
+    s_low = np.maximum(tiles.s_exit, q_lo)
+    if s_floor is not None:
+        np.maximum(s_low, s_floor[segments.ray[tiles.segment]], out=s_low)
+    s_high = np.minimum(tiles.s_enter, q_hi)
+    keep = np.flatnonzero(s_high >= s_low)
+    return segments.take(tiles.segment[keep], s_high[keep], s_low[keep])
 
 
-def cell_hits(
-    q: np.ndarray,
-    rel: float,
-    p: tuple[np.ndarray, np.ndarray],
-    a: tuple[np.ndarray, np.ndarray],
-    rows: np.ndarray,
-    cols: np.ndarray,
-    s_en: np.ndarray,
-    s_ex: np.ndarray,
-) -> np.ndarray:
-    """(P,) inverse depth of the nearest hit of each (trace, cell) pair, -inf for none.
-
-    p, a: (u, v) component arrays (P,) of each pair's trace; rows, cols: the cell.
-    """
-    w = q.shape[1]
-    qf = q.ravel()
-    f = rows * w + cols
-    qa, qb, qc, qd = qf[f], qf[f + 1], qf[f + w], qf[f + w + 1]
-    args = (p[0] - cols, p[1] - rows, a[0], a[1], s_en, s_ex)
-    upper = _triangle_hit(qa, qb - qa, qd - qb, triangle_keep(qa, qb, qd, rel), 1.0, *args)
-    lower = _triangle_hit(qa, qd - qc, qc - qa, triangle_keep(qa, qd, qc, rel), -1.0, *args)
-    return np.maximum(upper, lower)
+def layer_hits(mesh: GridMesh, pieces: TraceSegments, n_rays: int) -> np.ndarray:
+    """(n_rays,) inverse depth of each ray's nearest hit on one layer among ``pieces``, -inf."""
+    h, w = mesh.inv_depth.shape
+    visits = walk_cells(pieces, 1, (h - 1, w - 1))
+    best = np.full(n_rays, -np.inf)
+    np.maximum.at(best, pieces.ray[visits.segment], cell_hits(mesh, pieces, visits))
+    return best
 
 
 class ScreenSpaceCaster:
-    """Fast exact first-hit caster against a ``GridMesh`` (any ray origin)."""
+    """Fast exact first-hit caster against a grid mesh or a layered one (any ray origins)."""
 
     name = "fast"
 
-    def __init__(self, mesh: GridMesh, tile: int = TILE) -> None:
-        self.mesh, self.tile = mesh, tile
-        self._tmax, self._tmin = tile_bounds(mesh.inv_depth, tile)
-        self._s_range = (float(self._tmin.min()), float(self._tmax.max()))
+    def __init__(self, mesh: GridMesh | LayeredGridMesh, tile: int = TILE_PX) -> None:
+        self.layers = mesh.layers if isinstance(mesh, LayeredGridMesh) else (mesh,)
+        self.K, self.hw = mesh.K, mesh.hw
+        self._bounds = [TileBounds.of(layer.inv_depth, tile) for layer in self.layers]
+        ranges = [b.s_range for b in self._bounds]
+        self._s_range = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
 
-    def _candidate_segments(self, p, a, s_near, s_far) -> tuple[np.ndarray, ...]:
-        """Coarse walk over tiles; keep (ray, tile) pairs whose s-range meets the tile's q-range."""
-        seg, r, c, s_en, s_ex = walk_cells(p, a, s_near, s_far, self.tile, self._tmax.shape)
-        flat = r * self._tmax.shape[1] + c
-        hi, lo = self._tmax.ravel()[flat], self._tmin.ravel()[flat]
-        keep = np.flatnonzero((s_ex <= hi) & (s_en >= lo))
-        return seg[keep], np.minimum(s_en[keep], hi[keep]), np.maximum(s_ex[keep], lo[keep])
-
-    def cast(self, origin: np.ndarray, dirs: np.ndarray, t_max: float) -> np.ndarray:
-        """(3,) origin + (N, 3) dirs (camera frame) -> (N,) float32 distance (m), inf = miss."""
-        origin, dirs = parse_rays(origin, dirs, t_max)
+    def cast(self, origins: np.ndarray, dirs: np.ndarray, t_max: float) -> np.ndarray:
+        """(3,) or (N, 3) origins + (N, 3) dirs (camera frame) -> (N,) float32 distance, inf."""
+        origins, dirs = parse_rays(origins, dirs, t_max)
         out = np.full(len(dirs), np.inf, np.float32)
         lo, hi = self._s_range
         if not np.isfinite(lo) or hi <= 0 or len(dirs) == 0:
             return out
-        q = self.mesh.inv_depth
-        s_bounds = (lo * (1 - _EPS_S), hi * (1 + _EPS_S))
-        tr = image_traces(origin, dirs, self.mesh.K, q.shape, (0.0, t_max), s_bounds)
-        idx = np.flatnonzero(tr.ok)
-        p, a = (tr.p_inf[idx, 0], tr.p_inf[idx, 1]), (tr.slope[idx, 0], tr.slope[idx, 1])
-        seg, s_en, s_ex = self._candidate_segments(p, a, tr.s_near[idx], tr.s_far[idx])
-        idx, p, a = idx[seg], (p[0][seg], p[1][seg]), (a[0][seg], a[1][seg])
-        seg, r, c, s_en, s_ex = walk_cells(p, a, s_en, s_ex, 1, (q.shape[0] - 1, q.shape[1] - 1))
-        pair_p, pair_a = (p[0][seg], p[1][seg]), (a[0][seg], a[1][seg])
-        s_hit = cell_hits(q, self.mesh.max_rel_jump, pair_p, pair_a, r, c, s_en, s_ex)
+        s_bounds = (lo * (1 - S_TOLERANCE), hi * (1 + S_TOLERANCE))
+        traces = image_traces(origins, dirs, self.K, self.hw, (0.0, t_max), s_bounds)
+        segments = TraceSegments.of_traces(traces, np.flatnonzero(traces.ok))
+        tiles = tile_visits(segments, self._bounds[0].tile_px, self._bounds[0].q_max.shape)
         best = np.full(len(dirs), -np.inf)
-        np.maximum.at(best, idx[seg], s_hit)
+        for i, (layer, bounds) in enumerate(zip(self.layers, self._bounds, strict=True)):
+            pieces = candidate_segments(segments, tiles, bounds, best if i else None)
+            np.maximum(best, layer_hits(layer, pieces, len(dirs)), out=best)
         hit = np.flatnonzero(best > 0)
-        t = s_to_t(best[hit], origin, dirs[hit, 2])
+        t = s_to_t(best[hit], origins[hit, 2], dirs[hit, 2])
         ok = (t >= 0) & (t <= t_max)
         out[hit[ok]] = t[ok]
         return out

@@ -4,6 +4,7 @@ A ray X(t) = o + t d (camera frame, d_z > 0) projects to the pixel p(s) = p_inf 
 which is *affine* in the ray's inverse depth s = 1 / z(t): the ray's image is a straight
 segment ending at its vanishing point p_inf. A planar triangle's inverse depth is also affine
 in the image, so a ray meets a grid-mesh triangle where two affine functions of s agree.
+Every ray may start at its own origin (a LiDAR's emitters sit apart from its centre).
 """
 
 from __future__ import annotations
@@ -32,14 +33,19 @@ class Traces:
     """(N,) bool: the clipped trace is non-empty."""
 
 
+def ray_origins(origins: np.ndarray, n: int) -> np.ndarray:
+    """(3,) shared or (N, 3) per-ray origins -> (N, 3) float64 view."""
+    return np.broadcast_to(np.asarray(origins, dtype=np.float64), (n, 3))
+
+
 def _s_bounds_from_range(
-    origin: np.ndarray, dz: np.ndarray, t_min: float, t_max: float
+    origin_z: np.ndarray, dz: np.ndarray, t_min: float, t_max: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-depth interval [s_far, s_near] for t in [t_min, t_max] (empty: s_far > s_near)."""
-    z_far = origin[2] + t_max * dz
+    z_far = origin_z + t_max * dz
     s_far = 1.0 / np.maximum(z_far, Z_FLOOR_M)
     s_far[z_far <= Z_FLOOR_M] = np.inf
-    return s_far, 1.0 / np.maximum(origin[2] + t_min * dz, Z_FLOOR_M)
+    return s_far, 1.0 / np.maximum(origin_z + t_min * dz, Z_FLOOR_M)
 
 
 def _clip_axis(
@@ -53,7 +59,7 @@ def _clip_axis(
 
 
 def image_traces(
-    origin: np.ndarray,
+    origins: np.ndarray,
     dirs: np.ndarray,
     K: np.ndarray,
     hw: tuple[int, int],
@@ -62,18 +68,19 @@ def image_traces(
 ) -> Traces:
     """Traces of rays o + t d (camera frame, t in ``t_range`` m) clipped to [0, W-1] x [0, H-1].
 
-    ``s_range`` further limits the inverse depth (e.g. to the scene's [min, max] 1/depth).
+    ``origins``: (3,) shared or (N, 3) per ray. ``s_range`` further limits the inverse depth
+    (e.g. to the scene's [min, max] 1/depth).
     """
     dirs = np.asarray(dirs, dtype=np.float64)
-    o = np.asarray(origin, dtype=np.float64)
+    o = ray_origins(origins, len(dirs))
     dz = dirs[:, 2]
     ok = dz > 1e-9
     dz_safe = np.maximum(dz, 1e-9)
     nx, ny = dirs[:, 0] / dz_safe, dirs[:, 1] / dz_safe
-    mx, my = o[0] - o[2] * nx, o[1] - o[2] * ny
+    mx, my = o[:, 0] - o[:, 2] * nx, o[:, 1] - o[:, 2] * ny
     p_inf = np.stack([K[0, 0] * nx + K[0, 1] * ny + K[0, 2], K[1, 1] * ny + K[1, 2]], axis=1)
     slope = np.stack([K[0, 0] * mx + K[0, 1] * my, K[1, 1] * my], axis=1)
-    s_far, s_near = _s_bounds_from_range(o, dz_safe, *t_range)
+    s_far, s_near = _s_bounds_from_range(o[:, 2], dz_safe, *t_range)
     s_far = np.maximum(s_far, s_range[0])
     s_near = np.minimum(s_near, s_range[1])
     h, w = hw
@@ -83,6 +90,6 @@ def image_traces(
     return Traces(p_inf=p_inf, slope=slope, s_near=s_near, s_far=s_far, ok=ok)
 
 
-def s_to_t(s: np.ndarray, origin: np.ndarray, dz: np.ndarray) -> np.ndarray:
-    """Inverse depth s (1/m) on rays with direction z-component dz -> ray parameter t (m)."""
-    return (1.0 / s - origin[2]) / dz
+def s_to_t(s: np.ndarray, origin_z: np.ndarray | float, dz: np.ndarray) -> np.ndarray:
+    """Inverse depth s (1/m) on rays from origins at camera z ``origin_z`` -> ray parameter t."""
+    return np.asarray((1.0 / s - origin_z) / dz)

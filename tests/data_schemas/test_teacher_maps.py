@@ -10,11 +10,14 @@ import pytest
 
 from data_schemas import SchemaVersionError, StoreError
 from data_schemas.teacher_maps import (
+    LidarFit,
     create_teacher_maps,
     is_complete,
     open_teacher_maps,
+    read_aligned_map,
     read_teacher_map,
     teacher_map_keys,
+    write_aligned_map,
     write_teacher_map,
 )
 
@@ -48,3 +51,37 @@ def test_schema_is_checked(tmp_path: Path) -> None:
         open_teacher_maps(tmp_path / "t.zarr")
     with pytest.raises(StoreError, match="no teacher maps"):
         open_teacher_maps(tmp_path / "none.zarr")
+
+
+def test_aligned_map_and_fit_round_trip(tmp_path: Path) -> None:
+    group = create_teacher_maps(tmp_path / "t.zarr", {"output_kind": "disparity"})
+    raw = np.full((4, 6), 2.0, np.float32)
+    metric = np.full((4, 6), 9.5, np.float32)
+    fit = LidarFit("disparity", 0.05, 0.01, 120, 110, 0.25)
+    write_aligned_map(group, KEY, metric, fit)
+    write_teacher_map(group, KEY, "src.png", raw, "relative disparity", {"align": "fitted"})
+    reopened = open_teacher_maps(tmp_path / "t.zarr")
+    assert teacher_map_keys(reopened) == [KEY]  # the aligned copy is not a key of its own
+    values, back = read_aligned_map(reopened, KEY)  # type: ignore[misc]
+    np.testing.assert_array_equal(values, metric)
+    assert back == fit and reopened[KEY].attrs["align"] == "fitted"
+    assert read_aligned_map(reopened, "raw/none.png") is None
+
+
+def test_version_1_0_stores_are_read(tmp_path: Path) -> None:
+    group = create_teacher_maps(tmp_path / "t.zarr", {})
+    write_teacher_map(group, KEY, "s", np.ones((2, 2), np.float32), "m")
+    meta_path = tmp_path / "t.zarr" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["schema"]["version"] = "1.0"
+    meta_path.write_text(json.dumps(meta))
+    reopened = open_teacher_maps(tmp_path / "t.zarr")
+    assert read_aligned_map(reopened, KEY) is None and teacher_map_keys(reopened) == [KEY]
+
+
+def test_malformed_fit_attributes_are_refused() -> None:
+    with pytest.raises(ValueError, match="neither disparity nor depth"):
+        LidarFit.from_attrs({"space": "log", "scale": 1, "shift": 0, "points": 1, "inliers": 1})
+    with pytest.raises(ValueError, match="'scale' is not a number"):
+        LidarFit.from_attrs({"space": "depth", "scale": "x", "shift": 0, "points": 1,
+                             "inliers": 1})

@@ -3,8 +3,10 @@ import math
 import numpy as np
 import pytest
 
+from data_schemas.errors import ConfigError
 from pipeline.camera import (
     IntrinsicsSampler,
+    KITTI_K_1216x352,
     MetricRange,
     sample_intrinsics,
     sky_mask,
@@ -18,9 +20,28 @@ def test_sampled_intrinsics_are_seeded_and_in_range():
     assert np.array_equal(Ks[0], sample_intrinsics((300, 400), np.random.default_rng(0), sampler))
     hfov = [math.degrees(2 * math.atan(200 / K[0, 0])) for K in Ks]
     assert 50 <= min(hfov) and max(hfov) <= 70 and max(hfov) - min(hfov) > 10
+    cx0, cy0 = sampler.principal_point[0] * 399, sampler.principal_point[1] * 299
     for K in Ks:
         assert K[0, 0] == K[1, 1]
-        assert abs(K[0, 2] - 199.5) <= 8 + 1e-9 and abs(K[1, 2] - 149.5) <= 6 + 1e-9
+        assert abs(K[0, 2] - cx0) <= 8 + 1e-9 and abs(K[1, 2] - cy0) <= 6 + 1e-9
+
+
+def test_default_sampling_is_centred_on_kittis_crop():
+    """KITTI's 352 x 1216 crop: HFOV 80.2 deg, principal point (596.6, 149.9)."""
+    Ks = np.stack([sample_intrinsics((352, 1216), np.random.default_rng(s)) for s in range(400)])
+    hfov = np.degrees(2 * np.arctan(608 / Ks[:, 0, 0]))
+    kitti_hfov = math.degrees(2 * math.atan(608 / KITTI_K_1216x352[0, 0]))
+    assert np.median(hfov) == pytest.approx(kitti_hfov, abs=1.5) and 75 <= hfov.min()
+    assert np.median(Ks[:, 1, 2]) == pytest.approx(KITTI_K_1216x352[1, 2], abs=3)
+    assert np.median(Ks[:, 0, 2]) == pytest.approx(KITTI_K_1216x352[0, 2], abs=5)
+    assert np.all(np.abs(Ks[:, 1, 2] - KITTI_K_1216x352[1, 2]) <= 0.02 * 352 + 1)
+
+
+@pytest.mark.parametrize("kwargs", [{"hfov_deg": (90.0, 60.0)}, {"principal_point": (0.5, 1.5)},
+                                    {"principal_jitter": -0.1}])
+def test_bad_sampler_is_a_config_error(kwargs):
+    with pytest.raises(ConfigError):
+        IntrinsicsSampler(**kwargs)
 
 
 def test_disparity_maps_to_sampled_metric_range_in_disparity_space():

@@ -73,7 +73,7 @@ def test_fast_and_embree_give_the_same_scan():
     depth = np.full((100, 300), 9.0, np.float32)
     depth[:30] = 0.0  # sky
     depth[40:80, 100:160] = 5.0  # a box
-    K, sensor = small_K((100, 300)), load_sensor("hdl64e", drop_prob=0.0, drop_prob_per_100m=0.0)
+    K, sensor = small_K((100, 300)), load_sensor("hdl64e", returns=None)
     from pipeline.pose import kitti_mount
 
     a = simulate_scan(depth, K, sensor, kitti_mount(), 0, config=SimConfig(backend="fast"))
@@ -146,3 +146,76 @@ def test_simulate_from_relative_disparity(kitti_scene, hdl64e):
         )
         > 0.95
     )
+
+
+def _box_before_wall(hw=(120, 360)):
+    from pipeline.synthetic import Box, render_boxes
+
+    K = small_K(hw, 60.0)
+    boxes = (Box((-30.0, -10.0, 20.0), (30.0, 10.0, 21.0)), Box((-1.0, -1.0, 8.0), (1.0, 1.6, 9.0)))
+    return render_boxes(hw, K, boxes)[0], K
+
+
+def _hidden(scan, depth):
+    """Returns > 0.5 m behind everything the camera sees within +-1 pixel (a return through
+    the one-pixel gap at a depth edge may round to the foreground's pixel)."""
+    padded = np.pad(depth, 1, mode="edge")
+    farthest = np.max([padded[1 + dr : 1 + dr + depth.shape[0], 1 + dc : 1 + dc + depth.shape[1]]
+                       for dr in (-1, 0, 1) for dc in (-1, 0, 1)], axis=0)
+    valid = scan.sparse_depth > 0
+    return int(np.sum(scan.sparse_depth[valid] > farthest[valid] + 0.5))
+
+
+@pytest.mark.parametrize("backend", ["fast", "embree"])
+def test_see_through_returns_come_from_the_background_layer(mount, backend):
+    from pipeline.pose import KITTI_R_CAM_FROM_LIDAR, make_transform
+
+    depth, K = _box_before_wall()
+    sensor = load_sensor("hdl64e", azimuth_step_deg=0.17, returns=None)
+    mount = make_transform(KITTI_R_CAM_FROM_LIDAR, np.array([0.6, -0.4, -0.27]))
+    with_layer = simulate_scan(depth, K, sensor, mount, 0, config=SimConfig(backend=backend))
+    without = simulate_scan(depth, K, sensor, mount, 0,
+                            config=SimConfig(backend=backend, see_through=False))
+    assert _hidden(with_layer, depth) >= 20 and _hidden(without, depth) == 0
+    from pipeline.pose import camera_centred_mount
+
+    centred = load_sensor("hdl64e-uniform", azimuth_step_deg=0.17, drop_prob=0.0,
+                          drop_prob_per_100m=0.0)
+    flat = simulate_scan(depth, K, centred, camera_centred_mount(), 0,
+                         config=SimConfig(backend=backend))
+    assert _hidden(flat, depth) == 0
+
+
+def test_physical_returns_follow_the_image_and_are_seeded(kitti_scene, hdl64e, mount):
+    """Black stripes (darker than their surroundings) lose far returns; off = all kept."""
+    depth, K = kitti_scene.depth, kitti_scene.K
+    striped = np.full_like(kitti_scene.rgb, 150)
+    stripe = (np.arange(depth.shape[1]) % 32) < 8
+    striped[:, stripe] = 5
+    off = simulate_scan(depth, K, hdl64e, mount, 1, config=SimConfig(physical_returns=False))
+    on = simulate_scan(depth, K, hdl64e, mount, 1, rgb=striped)
+    assert off.density > on.density
+    again = simulate_scan(depth, K, hdl64e, mount, 1, rgb=striped)
+    assert np.array_equal(again.sparse_depth, on.sparse_depth)
+    far = (depth > 30) & (depth < 80)
+    on_stripe, off_stripe = far & stripe[None, :], far & ~stripe[None, :]
+    kept_dark = (on.sparse_depth > 0)[on_stripe].sum() / (off.sparse_depth > 0)[on_stripe].sum()
+    kept_grey = (on.sparse_depth > 0)[off_stripe].sum() / (off.sparse_depth > 0)[off_stripe].sum()
+    assert kept_dark < 0.5 * kept_grey and kept_grey > 0.8
+
+
+def test_azimuth_jitter_is_seeded(kitti_scene, hdl64e, mount):
+    cfg = SimConfig(azimuth_jitter_deg=0.05)
+    a = simulate_scan(kitti_scene.depth, kitti_scene.K, hdl64e, mount, 2, config=cfg)
+    b = simulate_scan(kitti_scene.depth, kitti_scene.K, hdl64e, mount, 2, config=cfg)
+    c = simulate_scan(kitti_scene.depth, kitti_scene.K, hdl64e, mount, 3, config=cfg)
+    assert np.array_equal(a.points_lidar, b.points_lidar)
+    assert not np.array_equal(a.sparse_depth > 0, c.sparse_depth > 0)
+
+
+def test_bad_rgb_and_config(kitti_scene, hdl64e, mount):
+    with pytest.raises(ValueError, match="rgb"):
+        simulate_scan(kitti_scene.depth, kitti_scene.K, hdl64e, mount, 0,
+                      rgb=np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match="background_band_px"):
+        SimConfig(background_band_px=-1)

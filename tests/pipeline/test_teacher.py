@@ -11,12 +11,12 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
+from data_schemas.errors import ConfigError, InputError
 from pipeline.teacher import (
     TEACHERS,
     TINY_RANDOM,
     Teacher,
     TeacherConfig,
-    network_size,
     resolve_teacher,
     tiny_random_model,
 )
@@ -34,19 +34,13 @@ def test_registry_names_and_kinds() -> None:
     assert TEACHERS[TINY_RANDOM].attrs()["test_teacher"] is True
 
 
-@pytest.mark.parametrize(("hw", "size", "expected"), [
-    ((352, 1216), 518, (518, 1792)), ((480, 640), 518, (518, 686)), ((10, 10), 5, (14, 14))])
-def test_network_size_is_a_multiple_of_14(hw, size, expected) -> None:
-    assert network_size(hw, size) == expected
-
-
 def test_tiny_random_predicts_canvas_sized_finite_maps() -> None:
     rgb = np.stack([scene_image(i, (48, 96)) for i in range(3)])
     teacher = Teacher(TEACHERS[TINY_RANDOM], CFG)
     out = teacher.predict(rgb)
     assert out.shape == (3, 48, 96) and out.dtype == np.float32
     assert np.isfinite(out).all() and out.min() >= 0 and out.std() > 0
-    assert teacher.precision == "fp32"
+    assert teacher.precision == "fp32" and TeacherConfig().precision == "fp32"
     np.testing.assert_array_equal(out, teacher.predict(rgb))  # batching does not change results
 
 
@@ -61,24 +55,70 @@ def test_save_pretrained_folder_loads_back(tmp_path: Path) -> None:
 
 
 def test_metric_folder_is_depth_kind(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"depth_estimation_type": "metric"}))
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "depth_anything", "depth_estimation_type": "metric"}))
     assert resolve_teacher(str(tmp_path)).output_kind == "depth"
 
 
-def test_offline_without_weights_fails_fast_with_instructions(monkeypatch, tmp_path) -> None:
+def test_a_non_depth_model_is_refused_with_its_class_name(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "bert", "architectures": ["BertForMaskedLM"]}))
+    with pytest.raises(InputError, match="BertForMaskedLM.*not a depth-estimation model"):
+        resolve_teacher(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(InputError, match="ViTConfig.*not a depth-estimation model"):
+        resolve_teacher(str(tmp_path))
+
+
+def test_a_depth_model_without_our_processing_names_the_supported_ones(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "glpn"}))
+    with pytest.raises(InputError, match="'glpn'.*supported: depth_anything, prompt_depth_"):
+        resolve_teacher(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", [n for n in TEACHERS if n != TINY_RANDOM])
+def test_offline_without_weights_fails_fast_with_instructions(name, monkeypatch,
+                                                              tmp_path) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     start = time.perf_counter()
-    with pytest.raises(ValueError, match="--teacher PATH") as caught:
-        resolve_teacher("depth-anything-v2-small")
+    with pytest.raises(ConfigError, match="--teacher PATH") as caught:
+        resolve_teacher(name)
     assert time.perf_counter() - start < 10
-    assert "Depth-Anything-V2-Small-hf" in str(caught.value)
+    assert TEACHERS[name].source in str(caught.value) and repr(name) in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
+def test_generate_offline_without_weights_is_one_line(monkeypatch, tmp_path, capsys) -> None:
+    """What `make generate-data TEACHER=<registry name>` prints offline (exit 2, one line)."""
+    import huggingface_hub.constants
+
+    from dmd3c.cli import app, run_guarded
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    for name in ("depth-pro", "zoedepth-nyu-kitti", "prompt-depth-anything-vits"):
+        args = ["generate", "--store", str(tmp_path / "s.zarr"), "--teacher", name]
+        with pytest.raises(SystemExit) as stopped:
+            run_guarded(lambda a=args: app(a, standalone_mode=True))
+        assert stopped.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dmd3c: error: teacher weights for")
+        assert repr(name) in lines[0]
+
+
 def test_unknown_teacher_names_the_registry() -> None:
-    with pytest.raises(ValueError, match="depth-anything-v2-small"):
+    with pytest.raises(InputError, match="depth-pro, zoedepth-nyu-kitti"):
         resolve_teacher("no-such-teacher")
+
+
+def test_bad_teacher_options_name_the_allowed_values() -> None:
+    with pytest.raises(ConfigError, match="'auto'; allowed: fp32, bf16, fp16"):
+        TeacherConfig(precision="auto")
+    with pytest.raises(ConfigError, match="allowed: official, transformers"):
+        TeacherConfig(pos_embed="timm")
 
 
 def test_teach_on_kitti_sample(tmp_path: Path) -> None:

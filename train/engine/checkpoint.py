@@ -1,10 +1,12 @@
-"""Training checkpoints: atomic, ``weights_only``-loadable, readable by ``load_checkpoint``.
+"""Run-state checkpoints: atomic, ``weights_only``-loadable, readable by ``load_checkpoint``.
 
 A checkpoint is the released BP-Net format (``net``, ``epoch``, ``best_metric_ema``) plus
 ``ema``, ``optimizer``, ``scheduler``, ``scaler``, ``rng`` (one entry per rank: python,
 numpy, torch CPU and CUDA generators), ``sampler``, ``step`` and ``config`` (the resolved
 YAML). So ``train.model.load_checkpoint(path)`` loads the raw weights and
-``load_checkpoint(path, key="ema")`` the averaged ones.
+``load_checkpoint(path, key="ema")`` the averaged ones. Files are read through
+:func:`train.model.checkpoint.read_checkpoint`, the one checkpoint reader (it knows
+nothing of the model unless asked to build one).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from data_schemas.errors import CheckpointError, InputNotFoundError
+from train.model.checkpoint import read_checkpoint
 
 FORMAT = "dmd3c.train_checkpoint/1"
 
@@ -33,7 +37,8 @@ def capture_rng() -> dict[str, Any]:
                   "gauss": float(np_state["gauss"])},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    cuda_initialized = cast(Callable[[], bool], torch.cuda.is_initialized)
+    if torch.cuda.is_available() and cuda_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 
@@ -77,11 +82,8 @@ def load_payload(path: Path) -> dict[str, Any]:
     """Read a training checkpoint (on CPU); a CheckpointError names what is wrong."""
     if not path.is_file():
         raise InputNotFoundError(f"{path}: no checkpoint to resume from")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated / foreign files
-        raise CheckpointError(path, f"cannot read the checkpoint: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(path, "not a dmd3c training checkpoint (format "
-                              f"{payload.get('format') if isinstance(payload, dict) else None!r})")
+    payload = read_checkpoint(path)
+    if payload.get("format") != FORMAT:
+        raise CheckpointError(path, f"not a dmd3c training checkpoint (format "
+                                    f"{payload.get('format')!r})")
     return payload

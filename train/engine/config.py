@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -65,7 +65,8 @@ class EngineConfig:
     precision: str = "bf16"
     """Autocast on CUDA: "bf16", "fp16" (with a GradScaler) or "fp32". CPU always runs fp32."""
     device: str = "auto"
-    """"auto" (CUDA when available), "cpu" or "cuda"."""
+    """"auto" (CUDA when available), "cpu", "cuda" or "cuda:N" (under torchrun each rank
+    uses its local GPU)."""
     ema_decay: float = 0.9999
     """Decay of the exponential moving average of the weights (0 = no EMA)."""
     sync_bn: bool = False
@@ -105,8 +106,6 @@ def check_engine(cfg: EngineConfig, world_size: int) -> int:
                          f"{world_size} ranks")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError(f"engine.ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"engine.device must be auto, cpu or cuda; got {cfg.device!r}")
     return cfg.batch_size // world_size
 
 
@@ -114,7 +113,7 @@ def load_structured(schema: type[T], files: Sequence[Path], overrides: Sequence[
                     base: str = "") -> T:
     """``schema`` defaults <- ``base`` YAML text <- each YAML file <- ``key=value`` overrides.
 
-    Unknown keys and ill-typed values are a one-line ValueError naming the key.
+    Unknown keys and ill-typed values are a one-line :class:`ConfigError` naming the key.
     """
     try:
         merged = OmegaConf.structured(schema)
@@ -123,7 +122,7 @@ def load_structured(schema: type[T], files: Sequence[Path], overrides: Sequence[
         layers.append(OmegaConf.from_dotlist(list(overrides)))
         for layer in layers:
             merged = OmegaConf.merge(merged, layer)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        return cast(T, OmegaConf.to_object(merged))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
         first = str(err).splitlines()[0]

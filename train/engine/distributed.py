@@ -30,14 +30,29 @@ class DistContext:
         return self.world_size > 1
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
 def parse_device(device: str) -> torch.device:
-    """"auto" -> CUDA if available else CPU; "cuda" without a GPU is a ValueError."""
-    if device == "auto":
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Used for ``engine.device`` and every ``--device`` option; a CUDA device without CUDA
+    or an unknown name is a :class:`ConfigError` naming the allowed values.
+    """
+    text = str(device).strip().lower()
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("engine.device=cuda but no CUDA device is available "
-                         "(use engine.device=auto or cpu)")
-    return torch.device(device)
+    try:
+        parsed = torch.device(text)
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda") or (
+            parsed.type == "cpu" and parsed.index not in (None, 0)):
+        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available "
+                          f"(use auto or cpu)")
+    return parsed
 
 
 def init_distributed(device: str = "auto", timeout_min: float = 30.0) -> DistContext:
@@ -47,7 +62,8 @@ def init_distributed(device: str = "auto", timeout_min: float = 30.0) -> DistCon
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     kind = parse_device(device)
     if kind.type == "cuda":
-        kind = torch.device("cuda", local_rank)
+        if kind.index is None or world > 1:  # under torchrun each rank takes its local GPU
+            kind = torch.device("cuda", local_rank)
         torch.cuda.set_device(kind)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if kind.type == "cuda" else "gloo"
@@ -57,11 +73,13 @@ def init_distributed(device: str = "auto", timeout_min: float = 30.0) -> DistCon
 
 
 def shutdown(ctx: DistContext) -> None:
+    """Leave the process group (nothing to do in one process)."""
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (nothing to do in one process)."""
     if ctx.distributed:
         dist.barrier()
 

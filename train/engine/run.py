@@ -11,15 +11,24 @@ from data_schemas.errors import ConfigError
 from train.engine.checkpoint import load_payload
 from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig, load_structured, to_yaml
 from train.engine.distributed import DistContext, barrier, init_distributed, shutdown
-from train.engine.trainer import Recipe, RunState, Trainer
+from train.engine.recipe import B, Recipe
+from train.engine.trainer import RunState, Trainer
 
 T = TypeVar("T")
 
 
 class RunConfig(Protocol):
-    engine: EngineConfig
-    optim: OptimConfig
-    schedule: ScheduleConfig
+    """What the engine reads of a stage's config (both stages' configs are frozen dataclasses
+    with these sections)."""
+
+    @property
+    def engine(self) -> EngineConfig: ...
+
+    @property
+    def optim(self) -> OptimConfig: ...
+
+    @property
+    def schedule(self) -> ScheduleConfig: ...
 
 
 def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
@@ -38,7 +47,7 @@ def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
 
 
 def run_recipe(cfg: RunConfig, run_dir: Path, resume: bool,
-               make_recipe: Callable[[DistContext], Recipe]) -> RunState:
+               make_recipe: Callable[[DistContext], Recipe[B]]) -> RunState:
     """Start the process group, save the resolved config, train, and shut down."""
     ctx = init_distributed(cfg.engine.device)
     try:

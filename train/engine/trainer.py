@@ -1,24 +1,24 @@
 """The training loop shared by pre-training and fine-tuning.
 
-The engine knows nothing about depth: a recipe hands it a model factory, a loss function
-``loss_fn(model, batch) -> (LossTerms, prediction)``, a stream factory
-``make_batches(start_batch) -> iterable of batches`` and an optional
-``validate(model, ctx) -> {name: value}``. The engine owns AdamW + the precomputed
-one-cycle schedule, clipping, EMA, autocast, DDP, checkpoints/resume, the non-finite
-guard and the monitoring.
+The engine knows nothing about depth: a :class:`~train.engine.recipe.Recipe` hands it a
+model factory, a loss function ``loss_fn(model, batch) -> (LossTerms, prediction)``, a
+stream factory ``make_batches(start_batch) -> iterable of batches``, and optionally
+``validate(model, ctx) -> {name: value}`` and an image ``panel(batch, prediction)``. The
+engine owns AdamW + the precomputed one-cycle schedule, clipping, EMA, autocast, DDP,
+checkpoints/resume, the non-finite guard and the monitoring.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, cast
 
 import numpy as np
 import torch
@@ -29,43 +29,16 @@ from data_schemas.errors import TrainingError
 from train.engine import checkpoint as ckpt
 from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig, check_engine
 from train.engine.distributed import DistContext, all_sum, barrier, gather_objects
-from train.engine.monitor import Monitor, panel
+from train.engine.ema import EMA
+from train.engine.monitor import Monitor
+from train.engine.recipe import B, Recipe
 from train.engine.schedule import ScheduleTable, one_cycle
-from train.losses import LossTerms
-from train.model.ema import EMA
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(TrainingError):
     """The loss or the gradient norm became NaN/inf."""
-
-
-class BatchLike(Protocol):
-    rgb: Tensor
-    sparse: Tensor
-    target: Tensor
-    keys: tuple[str, ...]
-    epoch: int
-    index: int
-
-    @property
-    def size(self) -> int: ...
-
-    def to(self, device: torch.device, non_blocking: bool = False) -> BatchLike: ...
-
-
-LossFn = Callable[[nn.Module, Any], tuple[LossTerms, Tensor]]
-ValidateFn = Callable[[nn.Module, DistContext], dict[str, float]]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """What a training stage plugs into the engine (see module docstring)."""
-
-    build_model: Callable[[], nn.Module]
-    loss_fn: LossFn
-    make_batches: Callable[[int], Iterable[Any]]
-    validate: ValidateFn | None = None
-    oom_hint: str = "use a smaller engine.batch_size or crop"
 
 
 @dataclass
@@ -78,10 +51,10 @@ class RunState:
     losses: list[float] = field(default_factory=list)
 
 
-class Trainer:
+class Trainer(Generic[B]):
     """One process of a (possibly DDP) training run; :meth:`fit` runs it to the end."""
 
-    def __init__(self, recipe: Recipe, engine: EngineConfig, optim: OptimConfig,
+    def __init__(self, recipe: Recipe[B], engine: EngineConfig, optim: OptimConfig,
                  schedule: ScheduleConfig, run_dir: Path, ctx: DistContext,
                  config_yaml: str = "", resume_from: Path | None = None) -> None:
         self.recipe, self.cfg, self.optim_cfg = recipe, engine, optim
@@ -111,10 +84,11 @@ class Trainer:
     def _build_model(self) -> nn.Module:
         model = self.recipe.build_model()
         if self.cfg.sync_bn and self.ctx.distributed and self.ctx.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            convert = cast(Callable[[nn.Module], nn.Module],
+                           nn.SyncBatchNorm.convert_sync_batchnorm)
+            model = convert(model)
         elif self.cfg.sync_bn and self.ctx.is_main:
-            warnings.warn("engine.sync_bn needs multi-GPU DDP; BatchNorm stays per process",
-                          stacklevel=2)
+            logger.warning("engine.sync_bn needs multi-GPU DDP; BatchNorm stays per process")
         return model.to(self.ctx.device).train()
 
     def _wrap_ddp(self, model: nn.Module) -> nn.Module:
@@ -134,7 +108,7 @@ class Trainer:
         self.state = RunState(int(payload["step"]), int(sampler["next_batch"]),
                               int(sampler["epoch"]))
 
-    def autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
         """bf16/fp16 autocast on CUDA as configured; nothing on CPU."""
         if self.ctx.device.type != "cuda" or self.cfg.precision == "fp32":
             return contextlib.nullcontext()
@@ -157,7 +131,7 @@ class Trainer:
             _close(batches)
         return self.state
 
-    def _loop(self, batches: Iterator[Any], monitor: Monitor) -> None:
+    def _loop(self, batches: Iterator[B], monitor: Monitor) -> None:
         meter = _Throughput()
         while self.state.step < self.cfg.steps:
             batch = next(batches).to(self.ctx.device, non_blocking=True)
@@ -170,19 +144,20 @@ class Trainer:
                              "lr": f"{out['train/lr']:.2e}", "samples/s": f"{rate:.3g}"})
             self._after_step(batch, pred, out | {"train/samples_per_s": rate}, monitor)
 
-    def _after_step(self, batch: Any, pred: Tensor, out: dict[str, float],
+    def _after_step(self, batch: B, pred: Tensor, out: dict[str, float],
                     monitor: Monitor) -> None:
         step, cfg, last = self.state.step, self.cfg, self.state.step == self.cfg.steps
         if step % cfg.log_every == 0 or step == 1 or last:
             monitor.scalars(step, out)
-        if cfg.image_every and (step % cfg.image_every == 0 or step == 1):
-            monitor.image(step, "train/panel", panel(batch.rgb, batch.sparse, pred, batch.target))
+        panel = self.recipe.panel
+        if panel is not None and cfg.image_every and (step % cfg.image_every == 0 or step == 1):
+            monitor.image(step, "train/panel", panel(batch, pred))
         if last or (cfg.val_every and step % cfg.val_every == 0):
             self._validate(monitor)
         if last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             self.save_checkpoint()
 
-    def _guarded_step(self, batch: Any) -> tuple[dict[str, float], Tensor]:
+    def _guarded_step(self, batch: B) -> tuple[dict[str, float], Tensor]:
         try:
             return self.train_step(batch)
         except torch.OutOfMemoryError as err:
@@ -198,14 +173,14 @@ class Trainer:
                              f"{self.per_rank_batch} samples per rank: {self.recipe.oom_hint}; "
                              f"({str(err).splitlines()[0][:120]})")
 
-    def train_step(self, batch: Any) -> tuple[dict[str, float], Tensor]:
+    def train_step(self, batch: B) -> tuple[dict[str, float], Tensor]:
         """One optimizer step on ``batch``; returns the logged scalars and the prediction."""
         lr, beta1 = self._apply_schedule(self.state.step)
         with self.autocast():
             terms, pred = self.recipe.loss_fn(self.net, batch)
         mean_loss = self._check_finite(terms.total, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(terms.total).backward()
+        torch.autograd.backward(self.scaler.scale(terms.total))
         self.scaler.unscale_(self.optimizer)
         grad_norm = self._clip()
         self.scaler.step(self.optimizer)
@@ -223,9 +198,9 @@ class Trainer:
             group["lr"] = lr
             if not math.isnan(beta1):
                 group["betas"] = (beta1, group["betas"][1])
-        return lr, self.optimizer.param_groups[0]["betas"][0]
+        return lr, float(self.optimizer.param_groups[0]["betas"][0])
 
-    def _check_finite(self, loss: Tensor, batch: Any) -> float:
+    def _check_finite(self, loss: Tensor, batch: B) -> float:
         """Mean loss over ranks; every rank stops together when any rank's loss is not finite."""
         local_bad = not bool(torch.isfinite(loss.detach()))
         stats = torch.stack([torch.nan_to_num(loss.detach().float(), 0.0, 0.0, 0.0),
@@ -238,7 +213,7 @@ class Trainer:
                 f"non-finite loss ({float(loss.detach()):g}) at step {self.state.step + 1} "
                 f"(rank {self.ctx.rank}), {where}; check these samples or lower optim.lr, "
                 f"then resume from the last checkpoint")
-        return total[0] / self.ctx.world_size
+        return float(total[0]) / self.ctx.world_size
 
     def _clip(self) -> float:
         max_norm = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip > 0 else math.inf
@@ -307,7 +282,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _close(batches: Iterator[Any]) -> None:
+def _close(batches: Iterator[object]) -> None:
     """Stop DataLoader workers. torch 2.13's spawned workers that still hold large shared
     tensors may die with SIGABRT ("terminate called without an active exception") while
     being shut down; the run is over by then, so that is not an error."""

@@ -45,7 +45,9 @@ class BPNet(nn.Module):
         self.apply(init_conv_weights)
         for module in self.modules():
             if isinstance(module, GenKernel):
-                nn.init.zeros_(module.conv[1].conv.bn.weight)
+                last = module.conv[1]
+                assert isinstance(last, Basic2d) and isinstance(last.conv.bn, nn.BatchNorm2d)
+                nn.init.zeros_(last.conv.bn.weight)
 
     def encode(self, rgb: Tensor) -> list[Tensor]:
         """rgb [B, 3, H, W] -> image features at strides 1, 2, ..., 32."""

@@ -1,8 +1,12 @@
-"""Checkpoints: the released BP-Net/DMD3C format and ours, one loader for both.
+"""Checkpoints: the released BP-Net/DMD3C format and ours; the one reader of both.
 
 Released files are ``torch.save({'net': state_dict, 'epoch': int, 'best_metric_ema': float})``.
 Ours are the same dict plus optional entries (e.g. ``'ema'``: a second state dict,
 ``'optimizer'``, ``'config'``), all plain tensors/containers so ``weights_only=True`` loads them.
+
+:func:`read_checkpoint` is the only place a checkpoint file is read (the engine's resume,
+inference and stage-2 ``--init`` all go through it), and :func:`pick_weights` the only place
+that decides "the EMA weights when the file has them".
 """
 
 from __future__ import annotations
@@ -11,15 +15,19 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
 
-from data_schemas.errors import CheckpointError
+from data_schemas.errors import CheckpointError, ConfigError, InputNotFoundError
 from train.model.bpnet import BPNet
 
 OFFICIAL_KEYS = ("net", "epoch", "best_metric_ema")
+WEIGHTS = ("auto", "ema", "net")
+Weights = Literal["auto", "ema", "net"]
+"""Which state dict of a file: ``net``, our ``ema``, or ``auto`` = ``ema`` when present."""
 
 
 @dataclass
@@ -76,12 +84,45 @@ def first_mismatch(expected: Mapping[str, Tensor], found: Mapping[str, Tensor]) 
     return None
 
 
-def _read(path: str | os.PathLike[str], map_location: str | torch.device) -> dict[str, Any]:
-    """torch.load with weights_only=True; the top level must be a dict."""
-    payload = torch.load(os.fspath(path), weights_only=True, map_location=map_location)
+def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+                    mmap: bool = False) -> dict[str, Any]:
+    """The top-level dict of a checkpoint file (``torch.load(weights_only=True)``).
+
+    ``mmap=True`` maps the file instead of reading it (cheap when only the keys are needed;
+    legacy non-zip files are read normally). A missing file is an InputNotFoundError, a file
+    torch cannot read or whose top level is not a dict a CheckpointError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"checkpoint not found: {path}")
+    try:
+        try:
+            payload = torch.load(path, weights_only=True, map_location=map_location, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            payload = torch.load(path, weights_only=True, map_location=map_location)
+    except Exception as err:  # torch raises several types for foreign or truncated files
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise CheckpointError(path, f"not a PyTorch checkpoint ({first})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(path, f"expected a dict checkpoint, got {type(payload).__name__}")
     return payload
+
+
+def parse_weights(weights: str) -> Weights:
+    """``auto``, ``ema`` or ``net``; anything else is a ConfigError naming them."""
+    if weights not in WEIGHTS:
+        raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
+    return cast(Weights, weights)
+
+
+def pick_weights(payload: Mapping[str, Any], weights: str = "auto") -> str:
+    """The key of the state dict to load: ``auto`` -> ``ema`` when the file has EMA weights
+    (ours), else ``net`` (released files have only ``net``)."""
+    if parse_weights(weights) != "auto":
+        return weights
+    return "ema" if isinstance(payload.get("ema"), Mapping) else "net"
 
 
 def load_checkpoint(
@@ -94,10 +135,12 @@ def load_checkpoint(
 
     A new BPNet takes the loaded tensors as they are (on ``map_location``, no copy).
 
-    ``key`` picks the state dict inside the file ('net', or e.g. 'ema' in ours). Raises
-    CheckpointError naming the first mismatching key.
+    ``key`` picks the state dict inside the file: ``net``, ``ema`` (ours) or ``auto``
+    (:func:`pick_weights`). Raises CheckpointError naming the first mismatching key.
     """
-    payload = _read(path, map_location)
+    payload = read_checkpoint(path, map_location)
+    if key in WEIGHTS:
+        key = pick_weights(payload, key)
     if key not in payload or not isinstance(payload[key], Mapping):
         raise CheckpointError(path, f"no state dict under {key!r}; keys are {sorted(payload)}")
     fresh = model is None

@@ -69,7 +69,8 @@ class Basic2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, in_ch, H, W] -> [B, out_ch, H, W]."""
-        return self.conv(x)
+        out: Tensor = self.conv(x)
+        return out
 
 
 class BasicBlock(nn.Module):
@@ -97,7 +98,8 @@ class BasicBlock(nn.Module):
         """x [B, in_ch, H, W] -> [B, out_ch, H / stride, W / stride]."""
         out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu2(self.drop_path(out) + identity)
+        result: Tensor = self.relu2(self.drop_path(out) + identity)
+        return result
 
 
 def res_layer(
@@ -125,7 +127,8 @@ class Basic2dTrans(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, in_ch, H, W] -> [B, out_ch, 2H, 2W]."""
-        return self.relu(self.bn(self.conv(x.contiguous())))
+        out: Tensor = self.relu(self.bn(self.conv(x.contiguous())))
+        return out
 
 
 class UpCC(nn.Module):
@@ -138,7 +141,8 @@ class UpCC(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         """x [B, in_ch, H, W], skip [B, skip_ch, 2H, 2W] -> [B, out_ch, 2H, 2W]."""
-        return self.conv(torch.cat([self.upf(x), skip], dim=1))
+        out: Tensor = self.conv(torch.cat([self.upf(x), skip], dim=1))
+        return out
 
 
 class UBNet(nn.Module):
@@ -171,7 +175,7 @@ class UBNet(nn.Module):
         for layer in self.encoder:
             x = layer(x)
             skips.append(x)
-        out = skips[-1]
+        out: Tensor = skips[-1]
         for idx in range(len(skips) - 2, -1, -1):
             out = self.decoder[idx](out, skips[idx])
         return out

@@ -9,12 +9,13 @@ float32 even inside an autocast region.
 from __future__ import annotations
 
 import functools
+import operator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from train.model.layers import Basic2d, Basic2dTrans, UBNet, conv1x1, conv3x3
+from train.model.layers import ActFactory, Basic2d, Basic2dTrans, UBNet, conv1x1, conv3x3
 from train.model.ops import local_conv2d, sparse_knn
 
 VALID_DEPTH = 1e-3  # metres; sparse depth above this is a measurement
@@ -39,7 +40,8 @@ class UpCat(nn.Module):
     def forward(self, image_feat: Tensor, feat: Tensor, depth: Tensor) -> Tensor:
         """image_feat [B, out_ch, 2h, 2w], feat [B, in_ch, h, w], depth [B, 1, h, w]."""
         up = self.upf(torch.cat([feat, depth], dim=1))
-        return self.conv(torch.cat([up, image_feat], dim=1))
+        out: Tensor = self.conv(torch.cat([up, image_feat], dim=1))
+        return out
 
 
 class Permute(nn.Module):
@@ -55,7 +57,8 @@ class Permute(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
+        out: Tensor = self.conv(x)
+        return out
 
 
 class WPool(nn.Module):
@@ -127,7 +130,8 @@ class Prop(nn.Module):
         x = self.act(x + self.convXL(x))
         alpha, beta, omega = self.coef(x)
         depth = ((alpha + 1) * nbr_pts[:, -1:] + beta) * torch.softmax(omega, dim=2)
-        return depth.sum(dim=2).view(batch, 1, height, width)
+        out: Tensor = depth.sum(dim=2).view(batch, 1, height, width)
+        return out
 
 
 class GenKernel(nn.Module):
@@ -149,7 +153,7 @@ class GenKernel(nn.Module):
         return torch.cat([weight[:, :half], centre, weight[:, half:]], dim=1).contiguous()
 
 
-def _head(in_ch: int, mid_ch: int, act: type[nn.Module] | functools.partial) -> nn.Sequential:
+def _head(in_ch: int, mid_ch: int, act: ActFactory) -> nn.Sequential:
     """3x3 conv-BN-ReLU then 3x3 conv (bias) to 3 maps with the given activation."""
     return nn.Sequential(Basic2d(in_ch, mid_ch), Basic2d(mid_ch, 3, norm=False, act=act))
 
@@ -181,7 +185,8 @@ class CSPN(nn.Module):
                 for h, w, m in zip(states, kernels, masks, strict=True)
             ]
             if step == self.pt // 2 - 1 or step == self.pt - 1:
-                stages.append(sum(c * h for c, h in zip(confs, states, strict=True)))
+                first, *rest = [c * h for c, h in zip(confs, states, strict=True)]
+                stages.append(functools.reduce(operator.add, rest, first))
         stacked = torch.cat(stages, dim=1)
         mix = self.convct(torch.cat([feat, stacked], dim=1))
         return torch.sum(mix * stacked, dim=1, keepdim=True)
@@ -258,4 +263,5 @@ class PMP(nn.Module):
         """Bilateral propagation from the pooled sparse depth (float32)."""
         points = back_project(pooled, scaled_k)
         offsets, indices = sparse_knn(pooled > VALID_DEPTH, NUM_NEIGHBOURS)
-        return self.prop(feat, points, offsets, indices)
+        out: Tensor = self.prop(feat, points, offsets, indices)
+        return out

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from tiny import TinyNet
 
-from train.data import StoreIndex
+from train.datasets import StoreIndex
 from train.engine import Trainer, init_distributed, shutdown
 from train.engine.config import load_structured
-from train.pretrain import PretrainConfig, build_recipe
+from train.stage1.config import PretrainConfig
+from train.stage1.recipe import build_recipe
 
 
 def main(store: str, out: Path) -> None:

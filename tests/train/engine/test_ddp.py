@@ -11,7 +11,7 @@ import pytest
 import torch
 from tiny import TinyNet
 
-from train.data.synthetic import write_synthetic_store
+from train.datasets.synthetic import write_synthetic_store
 
 HERE = Path(__file__).resolve().parent
 TORCHRUN = Path(sys.executable).parent / "torchrun"

@@ -12,12 +12,13 @@ import torch
 import yaml
 from tiny import TinyNet
 
-from train.data import StoreIndex
-from train.data.synthetic import write_synthetic_store
+from train.datasets import StoreIndex
+from train.datasets.synthetic import write_synthetic_store
 from train.engine import NonFiniteLossError, Trainer, TrainingError, init_distributed
 from train.engine.config import load_structured
 from train.model import load_checkpoint
-from train.pretrain import PretrainConfig, build_recipe, pretrain, resolve_config
+from train.stage1.config import PretrainConfig
+from train.stage1.recipe import build_recipe, pretrain, resolve_config
 
 FAST = ["engine.batch_size=2", "data.crop=[32,64]", "data.num_workers=0", "engine.log_every=1",
         "engine.device=cpu", "engine.ema_decay=0.9", "data.val_max_samples=2",

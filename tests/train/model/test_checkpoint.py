@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from train.model import BPNet, CheckpointError, load_checkpoint, save_checkpoint
+from data_schemas.errors import CheckpointError, ConfigError, InputNotFoundError
+from train.model import BPNet, load_checkpoint, pick_weights, read_checkpoint, save_checkpoint
 
 
 def small_net() -> nn.Module:
@@ -101,3 +102,28 @@ def test_missing_state_dict_and_non_dict(tmp_path: Path) -> None:
 def test_extra_cannot_shadow_official_keys(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="official keys"):
         save_checkpoint(tmp_path / "y.pth", small_net(), extra={"epoch": 3})
+
+
+def test_auto_weights_pick_ema_only_when_present(tmp_path: Path) -> None:
+    net, ema = randomise(small_net(), seed=6), randomise(small_net(), seed=7)
+    ours, released = tmp_path / "ours.pth", tmp_path / "released.pth"
+    save_checkpoint(ours, net, extra={"ema": ema.state_dict()})
+    save_checkpoint(released, net)
+    assert pick_weights(read_checkpoint(ours)) == "ema"
+    assert pick_weights(read_checkpoint(released)) == "net"
+    assert pick_weights(read_checkpoint(ours), "net") == "net"
+    auto = load_checkpoint(ours, model=small_net(), key="auto")
+    assert torch.equal(auto.model[0].weight, ema[0].weight)
+    auto = load_checkpoint(released, model=small_net(), key="auto")
+    assert torch.equal(auto.model[0].weight, net[0].weight)
+    with pytest.raises(ConfigError, match="one of auto, ema, net; got 'best'"):
+        pick_weights(read_checkpoint(ours), "best")
+
+
+def test_the_reader_names_missing_and_foreign_files(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError, match="checkpoint not found"):
+        read_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    for mmap in (False, True):
+        with pytest.raises(CheckpointError, match="text.pt: not a PyTorch checkpoint"):
+            read_checkpoint(tmp_path / "text.pt", mmap=mmap)

@@ -13,6 +13,8 @@ peak extra memory is one padded copy of x (never a B x C x K^2 x H x W unfold).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -99,4 +101,5 @@ def local_conv2d(x: Tensor, weight: Tensor) -> Tensor:
     Differentiable in x and weight. K is inferred (odd); shapes/dtypes are checked.
     """
     size = kernel_size_of(x, weight)
-    return _LocalConv2d.apply(x.contiguous(), weight.contiguous(), size)
+    apply = cast(Callable[[Tensor, Tensor, int], Tensor], _LocalConv2d.apply)
+    return apply(x.contiguous(), weight.contiguous(), size)

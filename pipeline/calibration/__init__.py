@@ -1,0 +1,1 @@
+"""Real KITTI scans: reading a frame, deriving a sensor's laser table, measuring realism."""

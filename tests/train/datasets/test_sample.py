@@ -1,0 +1,62 @@
+"""The one Sample type and the Batch: BP-Net normalisation with the colour jitter applied in
+one pass, teacher maps, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from train.datasets.sample import Sample, collate, pad_batch, rgb_tensor
+from train.model.inputs import RGB_MEAN, RGB_STD
+
+
+def test_rgb_tensor_matches_the_reference_formula() -> None:
+    rng = np.random.default_rng(0)
+    rgbs = [rng.integers(0, 256, (4, 6, 3), dtype=np.uint8) for _ in range(2)]
+    offsets = [np.array([0.3, -0.2, 0.0], np.float32), np.zeros(3, np.float32)]
+    got = rgb_tensor(rgbs, offsets)
+    for rgb, offset, out in zip(rgbs, offsets, got, strict=True):
+        jittered = np.clip(rgb / 255.0 + offset, 0, 1) * 255.0
+        expected = ((jittered - np.array(RGB_MEAN)) / np.array(RGB_STD)).transpose(2, 0, 1)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_collate_shapes_and_keys() -> None:
+    views = [Sample(np.zeros((4, 6, 3), np.uint8), np.ones((4, 6), np.float32),
+                        np.full((4, 6), 2.0, np.float32), np.eye(3, dtype=np.float32), f"k{i}")
+             for i in range(3)]
+    batch = collate(views, epoch=2, index=7)
+    assert batch.rgb.shape == (3, 3, 4, 6) and batch.sparse.shape == (3, 1, 4, 6)
+    assert batch.keys == ("k0", "k1", "k2") and (batch.epoch, batch.index) == (2, 7)
+    assert batch.rgb.is_contiguous() and float(batch.target.mean()) == 2.0
+
+
+def _sample(key: str, teacher: bool) -> Sample:
+    rng = np.random.default_rng(len(key))
+    return Sample(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8),
+                  rng.random((4, 6), dtype=np.float32), rng.random((4, 6), dtype=np.float32),
+                  np.array([[5.0, 0, 2.5], [0, 5.0, 1.5], [0, 0, 1]], np.float32), key,
+                  rng.random((4, 6), dtype=np.float32) if teacher else None)
+
+
+def test_collate_stacks_teacher_maps_only_when_every_sample_has_one() -> None:
+    with_teacher = [_sample("a", True), _sample("bb", True)]
+    batch = collate(with_teacher)
+    assert batch.teacher is not None and batch.teacher.shape == (2, 1, 4, 6)
+    np.testing.assert_array_equal(batch.teacher[1, 0].numpy(), with_teacher[1].teacher)
+    assert collate([_sample("a", False)]).teacher is None
+    with pytest.raises(ValueError, match="mixes samples with and without teacher"):
+        collate([_sample("a", True), _sample("b", False)])
+
+
+def test_pad_batch_keeps_the_camera() -> None:
+    batch = collate([_sample("a", True)])
+    padded = pad_batch(batch, (8, 10))
+    assert padded.rgb.shape == (1, 3, 8, 10) and padded.teacher is not None
+    np.testing.assert_array_equal(padded.target[..., 2:6, 2:8], batch.target)
+    np.testing.assert_array_equal(padded.rgb[..., 2:6, 2:8], batch.rgb)
+    assert float(padded.rgb[..., :2, :].abs().sum()) == 0.0  # the mean colour
+    assert float(padded.sparse.sum()) == pytest.approx(float(batch.sparse.sum()))
+    np.testing.assert_allclose(padded.K[0, :2, 2].numpy(), [2.5 + 2, 1.5 + 2])
+    # a pixel keeps its ray: (u - cx) is unchanged by the shift
+    assert float(padded.K[0, 0, 2]) - 2 == float(batch.K[0, 0, 2])

@@ -1,0 +1,148 @@
+"""The training stream over a store: metadata, errors, determinism, resume, spawn workers."""
+
+from __future__ import annotations
+
+import json
+import struct
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_schemas import StoreError, StoreInfo, StoreLayout, create_store
+from train.datasets import (
+    AugmentConfig,
+    ShardReader,
+    StoreIndex,
+    StoreStream,
+    StreamConfig,
+    StreamPlan,
+    train_loader,
+    val_batches,
+)
+from train.datasets.synthetic import write_synthetic_store
+
+HW = (64, 96)
+CROP = (32, 64)
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("stream") / "store.zarr"
+    write_synthetic_store(path, 22, HW, shard_size=6, seed=1)
+    return str(path)
+
+
+def stream(url: str, start: int = 0, regions: int = 1, rank: int = 0, world: int = 1,
+           batch: int = 2) -> StoreStream:
+    index = StoreIndex.open(url)
+    plan = StreamPlan(index.shards, index.counts, batch, seed=5, shuffle_shards=2, rank=rank,
+                      world_size=world, num_regions=regions)
+    return StoreStream(index, plan, StreamConfig(CROP, AugmentConfig(), seed=5), start)
+
+
+def fingerprint(batches: list) -> list[tuple]:
+    return [(b.index, b.epoch, b.keys, float(b.rgb.sum()), float(b.target.sum()),
+             float(b.K.sum())) for b in batches]
+
+
+def test_index_reads_committed_shards(store_url: str) -> None:
+    index = StoreIndex.open(store_url)
+    assert index.shards == (0, 1, 2, 3) and index.counts == (6, 6, 6, 4)
+    train, val = index.split(1)
+    assert train.shards == (0, 1, 2) and val is not None and val.shards == (3,)
+    assert index.split(0) == (index, None)
+    with pytest.raises(ValueError, match="leaves no training shard"):
+        index.split(4)
+
+
+def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such store"):
+        StoreIndex.open(tmp_path / "nope.zarr")
+
+
+def test_zero_committed_shards_is_a_clear_error(tmp_path: Path) -> None:
+    create_store(tmp_path / "empty.zarr", StoreLayout(64, 96, 2, 4), StoreInfo())
+    with pytest.raises(StoreError, match="no committed shard with samples"):
+        StoreIndex.open(tmp_path / "empty.zarr")
+
+
+def test_wrong_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.zarr"
+    write_synthetic_store(path, 2, HW, shard_size=2)
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["schema"]["version"] = "9.0"
+    meta.pop("consolidated_metadata", None)
+    (path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="schema version 9.0"):
+        StoreIndex.open(path)
+
+
+def test_corrupt_chunk_names_the_shard_and_the_sample(tmp_path: Path) -> None:
+    path = tmp_path / "bad.zarr"
+    write_synthetic_store(path, 8, HW, shard_size=4)
+    shard_file = path / "teacher_depth" / "c" / "1" / "0" / "0"
+    data = bytearray(shard_file.read_bytes())
+    # shard index at the end: 4 chunks x (offset, nbytes) uint64 + crc32c
+    offset, _ = struct.unpack_from("<QQ", data, len(data) - 4 - 16 * 4 + 16 * 2)
+    data[offset:offset + 8] = b"\xde\xad\xbe\xef" * 2  # break sample 2's zstd frame header
+    shard_file.write_bytes(bytes(data))
+    index = StoreIndex.open(path)
+    reader = ShardReader(index)
+    reader.shard(0)  # healthy shard
+    with pytest.raises(StoreError, match=r"array 'teacher_depth', shard 1, sample "
+                                         r"'.*-0002\.png' \(row 6\): corrupt data"):
+        reader.shard(1)
+
+
+def test_missing_shard_file_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "holes.zarr"
+    write_synthetic_store(path, 8, HW, shard_size=4)
+    (path / "rgb" / "c" / "1" / "0" / "0" / "0").unlink()
+    with pytest.raises(StoreError, match=r"array 'rgb', shard 1 .* shard object .* is missing"):
+        ShardReader(StoreIndex.open(path)).shard(1)
+
+
+def test_batches_are_deterministic_and_resumable(store_url: str) -> None:
+    full = list(islice(iter(stream(store_url)), 14))  # crosses an epoch (11 batches/epoch)
+    assert [b.index for b in full] == list(range(14))
+    assert full[11].epoch == 1 and full[10].epoch == 0
+    assert fingerprint(full) == fingerprint(list(islice(iter(stream(store_url)), 14)))
+    resumed = list(islice(iter(stream(store_url, start=9)), 5))
+    assert fingerprint(resumed) == fingerprint(full[9:])
+    batch = full[0]
+    assert batch.rgb.shape == (2, 3, *CROP) and batch.rgb.dtype == torch.float32
+    assert batch.sparse.shape == batch.target.shape == (2, 1, *CROP)
+    assert batch.K.shape == (2, 3, 3)
+
+
+def test_each_epoch_uses_every_sample_once_across_ranks(store_url: str) -> None:
+    keys: list[str] = []
+    for rank in range(2):
+        rank_stream = stream(store_url, rank=rank, world=2, batch=1)
+        keys += [k for b in islice(iter(rank_stream), 11) for k in b.keys]
+    index = StoreIndex.open(store_url)
+    assert sorted(keys) == sorted(k for shard_keys in index.keys for k in shard_keys)
+
+
+def test_spawned_workers_give_the_same_batches(store_url: str) -> None:
+    expected = fingerprint(list(islice(iter(stream(store_url, start=3, regions=2)), 6)))
+    loader = train_loader(stream(store_url, start=3, regions=2), num_workers=2)
+    batches = iter(loader)
+    got = fingerprint(list(islice(batches, 6)))
+    batches._shutdown_workers()  # type: ignore[attr-defined]
+    assert got == expected
+
+
+def test_validation_batches_split_over_ranks(store_url: str) -> None:
+    _, val = StoreIndex.open(store_url).split(2)
+    assert val is not None
+    keys = [k for rank in range(3) for b in val_batches(val, CROP, 3, rank, 3) for k in b.keys]
+    assert keys == [k for shard_keys in val.keys for k in shard_keys]
+    first = next(val_batches(val, CROP, 3))
+    assert first.rgb.shape == (3, 3, *CROP)
+    assert np.isfinite(first.rgb.numpy()).all()
+    limited = [k for b in val_batches(val, CROP, 4, max_samples=5) for k in b.keys]
+    assert len(limited) == 5
