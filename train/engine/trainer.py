@@ -34,6 +34,7 @@ from train.engine.monitor import Monitor
 from train.engine.param_groups import param_groups
 from train.engine.recipe import B, Recipe
 from train.engine.schedule import ScheduleTable, one_cycle
+from train.model.checkpoint import read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Trainer(Generic[B]):
         payload = ckpt.load_payload(resume_from) if resume_from else None
         if payload is not None:
             self._load_state(payload)
+            self.state.best = min(self.state.best, _saved_best(run_dir / "best.pt"))
         self.net = self._wrap_ddp(self.model)
         _seed_everything(engine.seed + 1000 * ctx.rank + 1)
         self._resume_rng = payload["rng"] if payload is not None else None
@@ -329,6 +331,14 @@ class _Throughput:
         self.last = now
         self.rate = current if self.rate == 0 else 0.9 * self.rate + 0.1 * current
         return self.rate
+
+
+def _saved_best(path: Path) -> float:
+    """The ``best_metric_ema`` of an existing ``best.pt`` (it may be newer than the last.pt a
+    run resumes from), else inf."""
+    if not path.is_file():
+        return math.inf
+    return float(read_checkpoint(path, mmap=True).get("best_metric_ema", math.inf))
 
 
 def _seed_everything(seed: int) -> None:

@@ -114,6 +114,18 @@ def test_best_pt_follows_a_fake_metric_sequence(tmp_path: Path) -> None:
     assert set(best["ema"]) == set(TinyNet().state_dict())
 
 
+def test_a_best_pt_newer_than_last_pt_is_not_replaced_by_a_worse_value(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _trainer(run, [3.0, 1.0], replace(ENGINE, steps=2, checkpoint_every=1)).fit()
+    first = torch.load(run / "last.pt", weights_only=True)
+    _trainer(run, [0.5], replace(ENGINE, steps=3), resume=True).fit()  # best.pt: 0.5 at step 3
+    torch.save(first, run / "last.pt")  # as if the run had died before its next last.pt
+    state = _trainer(run, [0.7], replace(ENGINE, steps=3), resume=True).fit()
+    assert state.best == 0.5
+    saved = torch.load(run / "best.pt", weights_only=True)
+    assert (saved["step"], saved["best_metric_ema"]) == (3, 0.5)
+
+
 @pytest.mark.parametrize(("later", "best_step", "best"),
                          [([1.5, 4.0, 2.0, 1.1], 2, 1.0), ([1.5, 0.5, 2.0, 0.25], 6, 0.25)])
 def test_a_resumed_run_keeps_its_best(tmp_path: Path, later: list[float], best_step: int,
