@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,10 +47,20 @@ def write_shard(store: SampleStore, shard: int, batch: Mapping[str, object],
         store.delete_shard(name, shard)
     rows = store.layout.shard_rows(shard)
     for name, values in padded.items():
-        store.fast_array(name)[rows] = values
+        _target(store, name, values)[rows] = values
     store.location.write_bytes_atomic(record_name(shard), record.to_json())
     store.finish()
     return record
+
+
+def _target(store: SampleStore, name: str, values: np.ndarray) -> Any:
+    """The array handle that writes ``values``: the fast (zarrs) one, except for a shard of
+    nothing but fill values (e.g. sparse maps without a single return), which zarrs leaves
+    unwritten whatever ``write_empty_chunks`` says (zarrs 0.2.3); zarr-python writes it, so
+    every committed shard has an object in every array."""
+    if values.dtype.kind in "OUT" or values.any():
+        return store.fast_array(name)
+    return store.array(name)
 
 
 def _batch_len(batch: Mapping[str, object]) -> int:

@@ -139,11 +139,15 @@ def codec_pipeline(fast: bool = True, writes: bool = False) -> Iterator[None]:
     ``writes``: one thread, chunks encoded in order. zarrs encodes the chunks of a shard in
     parallel otherwise and lays them out in completion order, so the same shard would not
     give the same bytes twice (measured); a shard is written by one task on one core anyway.
+    Writes also store chunks that hold only fill values (an all-sky sparse map, an empty
+    shard), so that a committed shard has an object in every array and a missing one is
+    damage, never "nothing to store".
     """
     path = ZARRS_PIPELINE if fast and zarrs_available() else DEFAULT_PIPELINE
     config: dict[str, object] = {"codec_pipeline.path": path, "codec_pipeline.strict": False}
     if writes:
-        config.update({"threading.max_workers": 1, "codec_pipeline.chunk_concurrent_maximum": 1})
+        config.update({"threading.max_workers": 1, "codec_pipeline.chunk_concurrent_maximum": 1,
+                       "array.write_empty_chunks": True})
     with zarr.config.set(config), _quiet():
         yield
 

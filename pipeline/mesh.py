@@ -228,7 +228,8 @@ def _reachable_background(far: np.ndarray, near: np.ndarray, parallax: Parallax,
         window = cv2.erode(far, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float(np.inf))
         finite = np.isfinite(window)
         gap = np.where(finite, near - window, np.float32(0.0))
-        take = np.isinf(reached) & finite & (scale * gap >= seen_px)
+        with np.errstate(over="ignore"):  # a product past float32 is inf: seen, as it should be
+            take = np.isinf(reached) & finite & (scale * gap >= seen_px)
         reached[take] = window[take]
         seen_px = radius * block
         if seen_px >= parallax.max_px:

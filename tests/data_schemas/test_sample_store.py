@@ -102,6 +102,21 @@ def test_rewrite_replaces_a_truncated_shard_object(tmp_path: Path) -> None:
                         batches[1]["teacher_depth"])
 
 
+def test_a_map_without_a_single_return_is_stored_and_read_back(tmp_path: Path) -> None:
+    """An all-zero sparse map (every sample all sky) is a real shard object, not a hole
+    that reads as damage: zarrs skips fill-value-only shards, the writer must not."""
+    url = str(tmp_path / "s.zarr")
+    store = create_store(url, StoreLayout(HEIGHT, WIDTH, 2, 4), StoreInfo())
+    batch = make_batch(7, 3, "sky")
+    batch["sparse_depth"] = np.zeros_like(np.asarray(batch["sparse_depth"]))
+    write_shard(store, 0, batch)
+    assert (tmp_path / "s.zarr" / store.shard_key("sparse_depth", 0)).is_file()
+    got = SampleStore.open(url).read_shard(0)
+    assert (got["sparse_depth"] == 0).all() and got["sparse_depth"].shape[0] == 3
+    assert_stored_equal("teacher_depth", got["teacher_depth"], batch["teacher_depth"])
+    validate(url)
+
+
 def test_empty_shard_commits_with_skip_reasons(tmp_path: Path) -> None:
     url = str(tmp_path / "s.zarr")
     store = create_store(url, StoreLayout(HEIGHT, WIDTH, 2, 4), StoreInfo())
