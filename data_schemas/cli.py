@@ -9,9 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from data_schemas.errors import StoreError
-from data_schemas.quicklook import montage, write_png
 from data_schemas.sample_store import Sample, SampleStore
-from data_schemas.store_stats import store_summary
 from data_schemas.validate import validate
 
 
@@ -29,10 +27,14 @@ def inspect_command(
         "--strict", help="Fail if a shard holds data without a commit record.")] = False,
 ) -> None:
     """Validate a sample store and summarise it (statistics computed with dask)."""
+    from data_schemas.store_stats import store_summary  # dask: only when a store is read
+
     opened = SampleStore.open(store)
     report = validate(opened, allow_pending=not strict)
     summary = store_summary(opened, report)
     if png is not None:
+        from data_schemas.quicklook import montage, write_png  # OpenCV
+
         write_png(png, montage(_spread_samples(opened, num_samples)))
         summary["png"] = str(png)
     typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
+import linecache
 import logging
-import textwrap
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -111,18 +112,37 @@ def _is_union(annotation: Any) -> bool:
 def field_docs(cls: type) -> dict[str, str]:
     """Field name -> the docstring written under it in the class body (whitespace folded)."""
     try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
+        node = _class_nodes(inspect.getsourcefile(cls) or "").get(cls.__qualname__)
+    except TypeError:  # a built-in class
         return {}
-    body = ast.parse(source).body[0]
     docs: dict[str, str] = {}
-    statements = body.body if isinstance(body, ast.ClassDef) else []
+    statements = node.body if node is not None else []
     for stmt, after in zip(statements, statements[1:], strict=False):
         if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
                 and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
                 and isinstance(after.value.value, str)):
             docs[stmt.target.id] = " ".join(after.value.value.replace("``", "").split())
     return docs
+
+
+@functools.cache
+def _class_nodes(filename: str) -> dict[str, ast.ClassDef]:
+    """Qualified name -> the first class statement of that name in the source file (parsed
+    once per file: the option trees of ``generate`` and ``teach`` come from a dozen classes)."""
+    source = "".join(linecache.getlines(filename))
+    found: dict[str, ast.ClassDef] = {}
+    if source:
+        _collect_classes(ast.parse(source).body, "", found)
+    return found
+
+
+def _collect_classes(body: list[ast.stmt], prefix: str, found: dict[str, ast.ClassDef]) -> None:
+    for stmt in body:
+        if isinstance(stmt, ast.ClassDef):
+            found.setdefault(prefix + stmt.name, stmt)
+            _collect_classes(stmt.body, f"{prefix}{stmt.name}.", found)
+        elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            _collect_classes(stmt.body, f"{prefix}{stmt.name}.<locals>.", found)
 
 
 def _default(spec: dataclasses.Field[Any]) -> Any:

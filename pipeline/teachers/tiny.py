@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pipeline.teachers.resize import PATCH
+from pipeline.teachers.input_size import PATCH
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
