@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from data_schemas.errors import StoreError
-from data_schemas.sample_store import Sample, SampleStore
-from data_schemas.validate import validate
+
+if TYPE_CHECKING:
+    from data_schemas.sample_store import Sample, SampleStore
 
 
 def inspect_command(
@@ -27,7 +28,9 @@ def inspect_command(
         "--strict", help="Fail if a shard holds data without a commit record.")] = False,
 ) -> None:
     """Validate a sample store and summarise it (statistics computed with dask)."""
-    from data_schemas.store_stats import store_summary  # dask: only when a store is read
+    from data_schemas.sample_store import SampleStore  # zarr, dask: only when a store is read
+    from data_schemas.store_stats import store_summary
+    from data_schemas.validate import validate
 
     opened = SampleStore.open(store)
     report = validate(opened, allow_pending=not strict)

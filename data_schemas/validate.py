@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_schemas.errors import StoreError
 from data_schemas.sample_schema import ArraySpec
-from data_schemas.sample_store import SampleStore
+
+if TYPE_CHECKING:
+    from data_schemas.sample_store import SampleStore
 
 
 @dataclass
@@ -30,6 +33,8 @@ def validate(store: SampleStore | str | os.PathLike[str],
     With ``allow_pending`` (a store still being generated), shards holding data without a
     commit record are reported instead of raising.
     """
+    from data_schemas.sample_store import SampleStore  # zarr: see the package docstring
+
     opened = store if isinstance(store, SampleStore) else SampleStore.open(store)
     for spec in opened.specs.values():
         check_array(opened, spec)

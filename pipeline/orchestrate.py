@@ -37,7 +37,6 @@ from data_schemas.lease import StoreLease
 from pipeline.corpus import ShardPlan
 from pipeline.generate import (
     DecodedShard,
-    GenerateConfig,
     GenerateSummary,
     ShardContext,
     ShardResult,
@@ -47,6 +46,7 @@ from pipeline.generate import (
     open_or_create,
     store_info,
 )
+from pipeline.generate_config import GenerateConfig
 from pipeline.job import JobPlan
 from pipeline.ray_reaper import start_reaper
 from pipeline.teacher import Teacher, TeacherConfig, TeacherSpec

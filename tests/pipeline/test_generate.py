@@ -23,7 +23,8 @@ from data_schemas import SampleStore, validate
 from data_schemas.errors import StoreBusyError
 from data_schemas.lease import LEASE_NAME, LeaseRecord
 from pipeline.corpus import key_to_name
-from pipeline.generate import FaultInjection, GenerateSummary, RunConfig
+from pipeline.generate import GenerateSummary
+from pipeline.generate_config import FaultInjection, RunConfig
 from pipeline.job import run_generate
 from pipeline.orchestrate import RaySession
 from tests.pipeline.generate_fixtures import (
