@@ -21,6 +21,8 @@ import functools
 import inspect
 import linecache
 import logging
+import re
+import tokenize
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -111,10 +113,7 @@ def _is_union(annotation: Any) -> bool:
 # -- reading the dataclasses -------------------------------------------------------------
 def field_docs(cls: type) -> dict[str, str]:
     """Field name -> the docstring written under it in the class body (whitespace folded)."""
-    try:
-        node = _class_nodes(inspect.getsourcefile(cls) or "").get(cls.__qualname__)
-    except TypeError:  # a built-in class
-        return {}
+    node = _class_node(cls)
     docs: dict[str, str] = {}
     statements = node.body if node is not None else []
     for stmt, after in zip(statements, statements[1:], strict=False):
@@ -125,10 +124,35 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def _class_node(cls: type) -> ast.ClassDef | None:
+    """The class statement of ``cls``. A top-level class is parsed alone (the option trees
+    come from a dozen classes: parsing each whole file would be most of the CLI's start-up);
+    a nested or local one is looked up in the parse of its whole file."""
+    try:
+        filename = inspect.getsourcefile(cls) or ""
+    except TypeError:  # a built-in class
+        return None
+    lines = linecache.getlines(filename)
+    alone = _top_level_class(lines, cls.__name__) if cls.__qualname__ == cls.__name__ else None
+    return alone or _class_nodes(filename).get(cls.__qualname__)
+
+
+def _top_level_class(lines: list[str], name: str) -> ast.ClassDef | None:
+    """The first ``class <name>`` statement at the left margin of ``lines``, parsed alone."""
+    header = re.compile(rf"class\s+{re.escape(name)}\s*[(:]")
+    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
+    if start is None:
+        return None
+    try:
+        body = ast.parse("".join(inspect.getblock(lines[start:]))).body
+    except (SyntaxError, tokenize.TokenError):
+        return None
+    return body[0] if body and isinstance(body[0], ast.ClassDef) else None
+
+
 @functools.cache
 def _class_nodes(filename: str) -> dict[str, ast.ClassDef]:
-    """Qualified name -> the first class statement of that name in the source file (parsed
-    once per file: the option trees of ``generate`` and ``teach`` come from a dozen classes)."""
+    """Qualified name -> the first class statement of that name in the source file."""
     source = "".join(linecache.getlines(filename))
     found: dict[str, ast.ClassDef] = {}
     if source:
