@@ -4,7 +4,8 @@ Replaces the official repository's lossy 8-bit ``disp/*.png`` with float32 maps 
 teacher-map store (format ``dmd3c.teacher_maps``, defined in :mod:`data_schemas.teacher_maps`).
 With ``align="lidar"`` every map is also fitted to its frame's LiDAR
 (:mod:`pipeline.teachers.align`) and stored as metric depth next to the raw map, with the fit.
-:func:`official_disp_png` turns a stored map back into the official grey PNG.
+:func:`official_disp_png` turns a stored map back into the official grey PNG. The command's
+configuration is :class:`pipeline.teach_config.TeachConfig`.
 """
 
 from __future__ import annotations
