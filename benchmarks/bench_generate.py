@@ -21,7 +21,7 @@ from PIL import Image
 
 from data_schemas.geometry import points_to_sparse_depth
 from pipeline.corpus import CanvasConfig, CorpusConfig, list_corpus, load_item
-from pipeline.generate import GenerateConfig, RunConfig, SensorChoice
+from pipeline.generate_config import GenerateConfig, RunConfig, SensorChoice
 from pipeline.job import run_generate
 from pipeline.lidar import apply_returns, camera_facing_rays
 from pipeline.mesh import build_mesh

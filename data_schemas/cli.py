@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from data_schemas.errors import ConfigError, StoreError
-from data_schemas.migrate import migrate_store
-from data_schemas.quicklook import montage, write_png
 from data_schemas.sample_schema import parse_rgb_codec
-from data_schemas.sample_store import Sample, SampleStore
-from data_schemas.store_stats import store_summary
-from data_schemas.validate import validate
+
+if TYPE_CHECKING:
+    from data_schemas.sample_store import Sample, SampleStore
 
 
 def inspect_command(
@@ -33,10 +31,16 @@ def inspect_command(
     ] = False,
 ) -> None:
     """Validate a sample store and summarise it (statistics computed with dask)."""
+    from data_schemas.sample_store import SampleStore  # zarr, dask: only when a store is read
+    from data_schemas.store_stats import store_summary
+    from data_schemas.validate import validate
+
     opened = SampleStore.open(store)
     report = validate(opened, allow_pending=not strict, strict=strict)
     summary = store_summary(opened, report)
     if png is not None:
+        from data_schemas.quicklook import montage, write_png  # OpenCV
+
         write_png(png, montage(_spread_samples(opened, num_samples)))
         summary["png"] = str(png)
     typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
@@ -93,6 +97,8 @@ def migrate_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace TARGET.")] = False,
 ) -> None:
     """Convert a sample store to the current schema (2.0): checksums, no padding rows."""
+    from data_schemas.migrate import migrate_store  # zarr: only when a store is read
+
     try:
         codec = parse_rgb_codec(rgb_codec)
     except ValueError as err:

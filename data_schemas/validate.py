@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_schemas.errors import StoreError
 from data_schemas.geometry import MIN_DEPTH_M
 from data_schemas.sample_schema import ArraySpec
-from data_schemas.sample_store import SampleStore
+
+if TYPE_CHECKING:
+    from data_schemas.sample_store import SampleStore
 
 DEFAULT_MAX_DEPTH_M = 1000.0
 """Depth ceiling when the store's attributes name none (sensor / teacher range)."""
@@ -41,6 +44,8 @@ def validate(store: SampleStore | str | os.PathLike[str], allow_pending: bool = 
     every array is read (verifying each chunk's checksum) and its values checked against
     their physical ranges (:func:`check_values`).
     """
+    from data_schemas.sample_store import SampleStore  # zarr: see the package docstring
+
     opened = store if isinstance(store, SampleStore) else SampleStore.open(store)
     for spec in opened.specs.values():
         check_array(opened, spec)
