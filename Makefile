@@ -13,8 +13,10 @@ CORPUS ?= builtin
 TEACHER ?= depth-anything-v2-small
 SENSOR ?= hdl64e
 GENERATE_ARGS ?=
-# pretrain reads STORE and writes the run directory OUT; finetune writes FINETUNE_OUT
+# pretrain reads STORE and writes the run directory OUT; finetune writes FINETUNE_OUT with
+# RECIPE = dmd3c (the released DMD3C code) | dmd3c++ | dmd3c-ours (configs/finetune-RECIPE.yaml)
 STORE ?= data/store.zarr
+RECIPE ?= dmd3c
 KITTI ?= data/kitti
 TEACHER_MAPS ?= data/kitti_teacher.zarr
 INIT ?= runs/pretrain/last.pt
@@ -30,7 +32,8 @@ help: ## Show the targets and their variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-15s %s\n", $$1, $$2}'
 	@echo "variables: generate-data: CORPUS=$(CORPUS) OUT=data/store.zarr TEACHER=$(TEACHER) SENSOR=$(SENSOR) RAY_ADDRESS=..."
 	@echo "           pretrain: STORE=$(STORE) OUT=runs/pretrain TRAIN_ARGS=..."
-	@echo "           KITTI=$(KITTI) TEACHER_MAPS=$(TEACHER_MAPS) INIT=$(INIT) FINETUNE_OUT=$(FINETUNE_OUT)"
+	@echo "           finetune: RECIPE=$(RECIPE) (dmd3c | dmd3c++ | dmd3c-ours) KITTI=$(KITTI) TEACHER_MAPS=$(TEACHER_MAPS)"
+	@echo "                     INIT=$(INIT) FINETUNE_OUT=$(FINETUNE_OUT) TRAIN_ARGS=..."
 
 system-libs: ## Check the system libraries open3d loads; install them as root (apt-get)
 	@.ci/system-libs
@@ -56,8 +59,8 @@ pretrain: OUT ?= runs/pretrain
 pretrain: $(STAMP) ## Stage-1 distillation pre-training of BP-Net on STORE into OUT
 	$(DMD3C) pretrain --store $(STORE) --out $(OUT) $(TRAIN_ARGS)
 
-finetune: $(STAMP) ## Stage-2 fine-tuning on KITTI (KITTI, TEACHER_MAPS, INIT) into FINETUNE_OUT
-	$(DMD3C) finetune --kitti $(KITTI) --teacher-maps $(TEACHER_MAPS) --init $(INIT) --out $(FINETUNE_OUT) $(TRAIN_ARGS)
+finetune: $(STAMP) ## Stage-2 fine-tuning on KITTI with RECIPE (KITTI, TEACHER_MAPS, INIT) into FINETUNE_OUT
+	$(DMD3C) finetune --recipe $(RECIPE) --kitti $(KITTI) --teacher-maps $(TEACHER_MAPS) --init $(INIT) --out $(FINETUNE_OUT) $(TRAIN_ARGS)
 
 inspect: $(STAMP) ## Validate and summarise STORE
 	$(DMD3C) inspect $(STORE)

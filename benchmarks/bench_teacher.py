@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.teacher import TINY_RANDOM, Teacher, TeacherConfig
+from pipeline.teachers.input_size import official_network_size
 from pipeline.teachers.pos_embed import use_official_pos_embed
 from pipeline.teachers.registry import TeacherSpec
-from pipeline.teachers.resize import official_network_size
 from pipeline.teachers.tiny import randomise
 
 SAMPLE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti_sample" /

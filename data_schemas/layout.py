@@ -7,17 +7,27 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from data_schemas.sample_schema import DEFAULT_SHARD_SIZE, SCHEMA_NAME, SCHEMA_VERSION
+from data_schemas.sample_schema import (
+    DEFAULT_SHARD_SIZE,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    RgbCodec,
+    parse_rgb_codec,
+)
 
 
 @dataclass(frozen=True)
 class StoreLayout:
-    """A store of ``num_shards`` shards of ``shard_size`` sample slots on an H x W canvas."""
+    """A store of ``num_shards`` shards of ``shard_size`` sample slots on an H x W canvas.
+
+    ``rgb_codec``: ``"lossless"`` (default) or ``"jpeg"`` (opt-in, quality 95).
+    """
 
     height: int
     width: int
     num_shards: int
     shard_size: int = DEFAULT_SHARD_SIZE
+    rgb_codec: RgbCodec = "lossless"
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "shard_size"):
@@ -25,6 +35,7 @@ class StoreLayout:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_shards < 0:
             raise ValueError(f"num_shards must be >= 0, got {self.num_shards}")
+        parse_rgb_codec(self.rgb_codec)
 
     @property
     def capacity(self) -> int:
@@ -42,9 +53,10 @@ class StoreLayout:
 
     @classmethod
     def for_samples(cls, num_samples: int, height: int, width: int,
-                    shard_size: int = DEFAULT_SHARD_SIZE) -> StoreLayout:
+                    shard_size: int = DEFAULT_SHARD_SIZE,
+                    rgb_codec: RgbCodec = "lossless") -> StoreLayout:
         """The smallest layout holding ``num_samples`` samples."""
-        return cls(height, width, -(-num_samples // shard_size), shard_size)
+        return cls(height, width, -(-num_samples // shard_size), shard_size, rgb_codec)
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ def root_attributes(layout: StoreLayout, info: StoreInfo) -> dict[str, object]:
         "canvas": [layout.height, layout.width],
         "shard_size": layout.shard_size,
         "num_shards": layout.num_shards,
+        "rgb_codec": layout.rgb_codec,
         "generator": info.generator,
         "teacher": info.teacher,
         "sensor": info.sensor,
@@ -87,6 +100,11 @@ def root_attributes(layout: StoreLayout, info: StoreInfo) -> dict[str, object]:
 
 
 def layout_from_attributes(attrs: dict[str, object]) -> StoreLayout:
-    height, width = attrs["canvas"]  # type: ignore[misc]
-    return StoreLayout(int(height), int(width), int(attrs["num_shards"]),  # type: ignore[arg-type]
-                       int(attrs["shard_size"]))  # type: ignore[arg-type]
+    """The layout saved in a store's root attributes (ValueError when malformed)."""
+    canvas, num_shards, shard_size = attrs["canvas"], attrs["num_shards"], attrs["shard_size"]
+    if not (isinstance(canvas, list) and len(canvas) == 2 and isinstance(num_shards, int)
+            and isinstance(shard_size, int)):
+        raise ValueError(f"malformed layout attributes: canvas={canvas!r}, "
+                         f"num_shards={num_shards!r}, shard_size={shard_size!r}")
+    codec = parse_rgb_codec(str(attrs.get("rgb_codec", "lossless")))
+    return StoreLayout(int(canvas[0]), int(canvas[1]), num_shards, shard_size, codec)

@@ -11,10 +11,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import fsspec
-import zarr.storage
 from fsspec.implementations.local import LocalFileSystem
+
+if TYPE_CHECKING:
+    import zarr.storage
 
 
 def _split_url(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -47,6 +50,8 @@ class StoreLocation:
 
     def zarr_store(self, read_only: bool) -> zarr.storage.StoreLike:
         """The zarr store object for this location."""
+        import zarr.storage
+
         if self.is_local:
             return zarr.storage.LocalStore(self.root, read_only=read_only)
         return zarr.storage.FsspecStore.from_url(self.url, read_only=read_only)

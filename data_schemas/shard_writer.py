@@ -3,10 +3,13 @@
 Protocol (one writer per shard, enforced by the caller's work assignment):
 
 1. delete the shard's commit record, if any: from now on the shard is pending;
-2. delete the shard's objects, then write every array's full shard slot (``shard_size``
-   rows, padded with fill values): zarr's sharding codec would otherwise read the old
-   object to merge into it, and fail on one left truncated by an interrupted write;
-3. write the commit record atomically.
+2. delete the shard's objects (through zarr's store API, keys from zarr), then write every
+   array's full shard slot (``shard_size`` rows, padded with fill values; ``valid`` True on
+   the written rows): zarr's sharding codec would otherwise read the old object to merge
+   into it, and fail on one left truncated by an interrupted write;
+3. write the commit record atomically;
+4. when that was the last pending shard, trim the arrays to the last sample
+   (:meth:`SampleStore.finish`): a finished store has no padding rows.
 
 A crash anywhere before 3 leaves a pending shard that readers ignore and a re-run rewrites.
 Writing the same shard twice with the same data gives the same bytes (idempotent).
@@ -14,49 +17,65 @@ Writing the same shard twice with the same data gives the same bytes (idempotent
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from data_schemas.commit_record import ShardRecord, SkippedSample, record_name
-from data_schemas.sample_schema import ArraySpec
+from data_schemas.sample_schema import FLOAT16_MAX, MAX_DEPTH_M, ArraySpec
 from data_schemas.sample_store import SampleStore
+from data_schemas.store_codecs import to_stored
 
 
-def write_shard(store: SampleStore, shard: int, batch: Mapping[str, np.ndarray | Sequence[str]],
-                skipped: Sequence[SkippedSample] = (), extra: dict[str, object] | None = None,
+def write_shard(store: SampleStore, shard: int, batch: Mapping[str, object],
+                skipped: Sequence[SkippedSample] = (), extra: Mapping[str, object] | None = None,
                 ) -> ShardRecord:
-    """Write ``batch`` (array name -> ``[n, ...]``, n <= shard_size) as shard ``shard``."""
+    """Write ``batch`` (array name -> ``[n, ...]`` array or list of str, n <= shard_size)
+    as shard ``shard``; ``valid`` is filled in. ValueError when it does not fit the schema."""
     store.layout.check_shard(shard)
     if store.read_only:
         raise ValueError(f"{store.url}: opened read-only; open with mode='r+' to write shards")
+    store.require_current_schema("writing shards")
     padded = prepare_shard(store.specs, store.layout.shard_size, batch)
     keys = tuple(str(k) for k in padded["key"][: _batch_len(batch)]) if batch else ()
     record = ShardRecord(shard, keys, tuple(skipped), dict(extra or {}))
     store.location.delete(record_name(shard))
+    store.reopen_for_writes()
     for name in store.specs:
-        store.location.delete(store.shard_object(name, shard))
+        store.delete_shard(name, shard)
     rows = store.layout.shard_rows(shard)
     for name, values in padded.items():
-        store.array(name)[rows] = values
+        _target(store, name, values)[rows] = values
     store.location.write_bytes_atomic(record_name(shard), record.to_json())
-    store.refresh()
+    store.finish()
     return record
 
 
+def _target(store: SampleStore, name: str, values: np.ndarray) -> Any:
+    """The array handle that writes ``values``: the fast (zarrs) one, except for a shard of
+    nothing but fill values (e.g. sparse maps without a single return), which zarrs leaves
+    unwritten whatever ``write_empty_chunks`` says (zarrs 0.2.3); zarr-python writes it, so
+    every committed shard has an object in every array."""
+    if values.dtype.kind in "OUT" or values.any():
+        return store.fast_array(name)
+    return store.array(name)
+
+
 def _batch_len(batch: Mapping[str, object]) -> int:
-    return len(batch["key"])  # type: ignore[arg-type]
+    return len(np.asarray(batch["key"]))
 
 
 def prepare_shard(specs: Mapping[str, ArraySpec], shard_size: int,
-                  batch: Mapping[str, np.ndarray | Sequence[str]]) -> dict[str, np.ndarray]:
+                  batch: Mapping[str, object]) -> dict[str, np.ndarray]:
     """Check ``batch`` against the schema and pad every array to ``shard_size`` rows.
 
     An empty mapping is an empty shard (every input skipped): all rows hold fill values.
     """
     if not batch:
         return {name: _pad(spec, _empty(spec), 0, shard_size) for name, spec in specs.items()}
-    missing = sorted(set(specs) - set(batch))
+    missing = sorted(set(specs) - set(batch) - {"valid"})
     unknown = sorted(set(batch) - set(specs))
     if missing or unknown:
         raise ValueError(f"shard batch arrays differ from the schema: missing {missing}, "
@@ -64,8 +83,9 @@ def prepare_shard(specs: Mapping[str, ArraySpec], shard_size: int,
     count = _batch_len(batch)
     if count > shard_size:
         raise ValueError(f"{count} samples do not fit a shard of {shard_size}")
-    _check_keys(batch["key"])
-    return {name: _pad(spec, np.asarray(batch[name]), count, shard_size)
+    _check_keys(np.asarray(batch["key"]).reshape(-1))
+    full = {**batch, "valid": np.ones(count, bool)} if "valid" in specs else batch
+    return {name: _pad(spec, np.asarray(full[name]), count, shard_size)
             for name, spec in specs.items()}
 
 
@@ -98,9 +118,26 @@ def _pad_numeric(spec: ArraySpec, values: np.ndarray, count: int,
     target = spec.numpy_dtype
     if not np.can_cast(values.dtype, target, casting="same_kind"):
         raise ValueError(f"array {spec.name!r}: dtype {values.dtype} cannot be stored as {target}")
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        raise ValueError(f"array {spec.name!r}: NaN or inf values (stores never hold NaN; "
-                         f"use {spec.fill_value} for no data)")
+    _check_values(spec, values)
+    if count == shard_size:  # a full shard: no padded copy
+        return to_stored(spec, np.ascontiguousarray(values, dtype=target))
     out = np.full((shard_size, *spec.sample_shape), spec.fill_value, dtype=target)
     out[:count] = values
-    return out
+    return to_stored(spec, out)
+
+
+def _check_values(spec: ArraySpec, values: np.ndarray) -> None:
+    """No NaN or inf (min / max propagate them: two passes instead of three), and values the
+    array's stored precision can hold (``m/256``: [0, 255.996] m)."""
+    if values.dtype.kind != "f" or not values.size:
+        return
+    low, high = float(values.min()), float(values.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"array {spec.name!r}: NaN or inf values (stores never hold NaN; "
+                         f"use {spec.fill_value} for no data)")
+    if spec.storage == "m/256" and (low < 0 or high > MAX_DEPTH_M):
+        raise ValueError(f"array {spec.name!r}: depth {low if low < 0 else high} m is outside "
+                         f"the stored range [0, {MAX_DEPTH_M:.3f}] m (uint16 at 1/256 m)")
+    if spec.storage == "float16" and max(-low, high) > FLOAT16_MAX:
+        raise ValueError(f"array {spec.name!r}: value {max(-low, high)} exceeds float16's "
+                         f"range +-{FLOAT16_MAX}")

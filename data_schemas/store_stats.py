@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-import dask
 import dask.array as da
 import numpy as np
+from dask.base import compute
 
+from data_schemas.errors import StoreError
 from data_schemas.sample_store import SampleStore
 from data_schemas.validate import ValidationReport
 
@@ -25,8 +26,10 @@ def committed_rows(store: SampleStore) -> np.ndarray:
 def committed_dask(store: SampleStore, name: str) -> da.Array:
     """``[num_samples, ...]`` dask array of ``name`` over committed samples, shard-sized blocks."""
     array = store.array(name)
-    lazy = da.from_zarr(array, chunks=(store.layout.shard_size, *array.shape[1:]))
-    return lazy[committed_rows(store)]
+    chunks = (store.layout.shard_size, *array.shape[1:])
+    lazy: da.Array = da.from_zarr(array, chunks=chunks)  # type: ignore[no-untyped-call]
+    rows: da.Array = lazy[committed_rows(store)]
+    return rows
 
 
 def depth_summary(depth: da.Array) -> dict[str, da.Array]:
@@ -34,7 +37,8 @@ def depth_summary(depth: da.Array) -> dict[str, da.Array]:
     valid = depth > 0
     values = da.where(valid, depth, np.nan).astype(np.float64)
     edges = np.asarray(DEPTH_BIN_EDGES_M[:-1] + (1e9,))
-    counts, _ = da.histogram(da.where(valid, depth, -1.0), bins=edges)
+    counts, _ = da.histogram(  # type: ignore[no-untyped-call]
+        da.where(valid, depth, -1.0), bins=edges)
     return {"valid_fraction": valid.mean(dtype=np.float64), "min_m": da.nanmin(values),
             "max_m": da.nanmax(values), "mean_m": da.nanmean(values), "histogram": counts}
 
@@ -43,11 +47,13 @@ def store_summary(store: SampleStore, report: ValidationReport) -> dict[str, obj
     """Everything ``dmd3c inspect`` prints, as JSON-ready values."""
     summary: dict[str, object] = {
         "store": store.url,
-        "schema_version": store.attrs["schema"]["version"],  # type: ignore[index]
+        "schema_version": store.schema_version,
         "canvas": [store.layout.height, store.layout.width],
         "shard_size": store.layout.shard_size,
         "num_shards": store.layout.num_shards,
         "num_samples": store.num_samples,
+        "num_rows": store.num_rows,
+        "values_checked": report.checked_values,
         "shards_committed": len(report.committed),
         "shards_pending": len(report.pending),
         "shards_pending_with_data": report.pending_with_data,
@@ -69,9 +75,14 @@ def _skipped_summary(store: SampleStore) -> dict[str, object]:
 def _array_stats(store: SampleStore) -> dict[str, object]:
     if store.num_samples == 0:
         return {"sparse_valid_fraction": 0.0, "sparse_depth": None, "teacher_depth": None}
-    lazy = {name: depth_summary(committed_dask(store, name))
-            for name in ("sparse_depth", "teacher_depth")}
-    (computed,) = dask.compute(lazy)
+    names = ("sparse_depth", "teacher_depth")
+    lazy = {name: depth_summary(committed_dask(store, name)) for name in names}
+    try:
+        (computed,) = compute(lazy)  # type: ignore[no-untyped-call]
+    except Exception as err:  # a corrupt chunk: name it (array, shard, sample, row)
+        for shard in store.committed_shards:
+            store.read_shard(shard, names)
+        raise StoreError(store.url, f"cannot compute statistics: {err}") from err
     out: dict[str, object] = {name: _to_json(stats) for name, stats in computed.items()}
     out["sparse_valid_fraction"] = out["sparse_depth"]["valid_fraction"]  # type: ignore[index]
     out["depth_bin_edges_m"] = [e if np.isfinite(e) else None for e in DEPTH_BIN_EDGES_M]

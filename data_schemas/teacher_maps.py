@@ -1,4 +1,4 @@
-"""Teacher-map store ``dmd3c.teacher_maps`` 1.1: teacher outputs of KITTI images by path.
+"""Teacher-map store ``dmd3c.teacher_maps`` 1.2: teacher outputs of KITTI images by path.
 
 Written by ``dmd3c teach`` (pipeline), read by stage-2 fine-tuning (train)::
 
@@ -18,6 +18,10 @@ Array attributes: ``source`` (the image file), ``units`` (teacher units, see roo
 e.g. ``focal_px``), ``align`` (``"fitted"`` or why not) and ``complete`` (true once the data,
 and the aligned map if any, are written: a re-run redoes incomplete maps). Root ``keys`` lists
 every map after a finished run. Readers of 1.0 stores see no aligned maps.
+
+Codecs (1.2): float32 kept exactly, byte shuffle + zstd, and a ``crc32c`` checksum on every
+map that every read verifies (a corrupt map is a :class:`StoreError` naming the store and the
+key). 1.0 / 1.1 stores (zstd only, no checksum) are read as they are.
 """
 
 from __future__ import annotations
@@ -30,14 +34,19 @@ from typing import Literal, cast
 
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.common import JSON
 
 from data_schemas.errors import SchemaVersionError, StoreError
 from data_schemas.location import StoreLocation
 from data_schemas.sample_schema import parse_schema_version
+from data_schemas.store_codecs import codec_pipeline
+
+_COMPRESSORS = (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=4),
+                Crc32cCodec())
 
 SCHEMA_NAME = "dmd3c.teacher_maps"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 ALIGNED = "aligned"
 """Group holding the LiDAR-aligned metric maps, at the same keys."""
 
@@ -140,7 +149,8 @@ def _write_map(group: zarr.Group, key: str, values: np.ndarray,
     node = group.require_group(parent) if parent else group
     array = node.create_array(name, shape=values.shape, dtype="float32", chunks=values.shape,
                               fill_value=0.0, dimension_names=("y", "x"), overwrite=True,
-                              attributes={**attrs, "complete": False})
+                              attributes={**attrs, "complete": False},
+                              compressors=_COMPRESSORS)
     array[:] = values.astype(np.float32)
     return array
 
@@ -174,10 +184,7 @@ def teacher_map_keys(group: zarr.Group) -> list[str]:
 
 def read_teacher_map(group: zarr.Group, key: str) -> np.ndarray:
     """The float32 [H, W] map of ``key``."""
-    node = group[key]
-    if not isinstance(node, zarr.Array):
-        raise StoreError(str(group.store), f"{key} is a group, not a teacher map")
-    return np.asarray(node[...], dtype=np.float32)
+    return _read(group, key)
 
 
 def read_aligned_map(group: zarr.Group, key: str) -> tuple[np.ndarray, LidarFit] | None:
@@ -187,7 +194,8 @@ def read_aligned_map(group: zarr.Group, key: str) -> tuple[np.ndarray, LidarFit]
     few LiDAR points: the root attribute ``unaligned`` says why).
     """
     try:
-        node = group[f"{ALIGNED}/{key}"]
+        with codec_pipeline():
+            node = group[f"{ALIGNED}/{key}"]
     except KeyError:
         return None
     if not isinstance(node, zarr.Array) or not node.attrs.get("complete"):
@@ -195,4 +203,19 @@ def read_aligned_map(group: zarr.Group, key: str) -> tuple[np.ndarray, LidarFit]
     fit = node.attrs.get("fit")
     if not isinstance(fit, Mapping):
         raise StoreError(str(group.store), f"aligned map {key} has no fit attribute")
-    return np.asarray(node[...], dtype=np.float32), LidarFit.from_attrs(fit)
+    return _read(group, f"{ALIGNED}/{key}"), LidarFit.from_attrs(fit)
+
+
+def _read(group: zarr.Group, key: str) -> np.ndarray:
+    """The float32 [H, W] array at ``key``, its checksum verified (StoreError when corrupt)."""
+    with codec_pipeline():
+        node = group[key]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(str(group.store), f"{key} is a group, not a teacher map")
+    try:
+        return np.asarray(node[...], dtype=np.float32)
+    except Exception as err:  # checksum / codec / IO error of a damaged map
+        text = str(err).strip().splitlines()
+        raise StoreError(str(group.store_path), f"teacher map {key!r}: corrupt data "
+                                                f"({type(err).__name__}: "
+                                                f"{text[0] if text else ''})") from err

@@ -16,7 +16,7 @@ import typer
 
 import pipeline.cli
 import train.cli
-from data_schemas.cli import inspect_command
+from data_schemas.cli import inspect_command, migrate_command
 from data_schemas.errors import DmdError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain click help: wraps at any width, never cuts option names
 )
 app.command("inspect")(inspect_command)
+app.command("migrate")(migrate_command)
 pipeline.cli.register(app)
 train.cli.register(app)
 

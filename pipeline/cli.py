@@ -1,7 +1,8 @@
 """``dmd3c`` sub-commands of the data-generation room (generate, teach).
 
 Their options are derived from the config dataclasses (:mod:`pipeline.config_options`):
-``GenerateConfig`` and ``TeachConfig`` with every nested config; names, defaults and help
+``GenerateConfig`` and ``TeachConfig`` (:mod:`pipeline.generate_config`,
+:mod:`pipeline.teach_config`) with every nested config; names, defaults and help
 come from the fields, so a field added there is an option here.
 """
 
@@ -24,9 +25,9 @@ from pipeline.config_options import (
     command,
     derive_options,
 )
-from pipeline.generate import GenerateConfig
+from pipeline.generate_config import GenerateConfig
 from pipeline.sensors import known_sensors
-from pipeline.teach import TeachConfig
+from pipeline.teach_config import TeachConfig
 from pipeline.teacher import TEACHERS
 
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
+import linecache
 import logging
-import textwrap
+import re
+import tokenize
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -110,19 +113,60 @@ def _is_union(annotation: Any) -> bool:
 # -- reading the dataclasses -------------------------------------------------------------
 def field_docs(cls: type) -> dict[str, str]:
     """Field name -> the docstring written under it in the class body (whitespace folded)."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    body = ast.parse(source).body[0]
+    node = _class_node(cls)
     docs: dict[str, str] = {}
-    statements = body.body if isinstance(body, ast.ClassDef) else []
+    statements = node.body if node is not None else []
     for stmt, after in zip(statements, statements[1:], strict=False):
         if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
                 and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
                 and isinstance(after.value.value, str)):
             docs[stmt.target.id] = " ".join(after.value.value.replace("``", "").split())
     return docs
+
+
+def _class_node(cls: type) -> ast.ClassDef | None:
+    """The class statement of ``cls``. A top-level class is parsed alone (the option trees
+    come from a dozen classes: parsing each whole file would be most of the CLI's start-up);
+    a nested or local one is looked up in the parse of its whole file."""
+    try:
+        filename = inspect.getsourcefile(cls) or ""
+    except TypeError:  # a built-in class
+        return None
+    lines = linecache.getlines(filename)
+    alone = _top_level_class(lines, cls.__name__) if cls.__qualname__ == cls.__name__ else None
+    return alone or _class_nodes(filename).get(cls.__qualname__)
+
+
+def _top_level_class(lines: list[str], name: str) -> ast.ClassDef | None:
+    """The first ``class <name>`` statement at the left margin of ``lines``, parsed alone."""
+    header = re.compile(rf"class\s+{re.escape(name)}\s*[(:]")
+    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
+    if start is None:
+        return None
+    try:
+        body = ast.parse("".join(inspect.getblock(lines[start:]))).body
+    except (SyntaxError, tokenize.TokenError):
+        return None
+    return body[0] if body and isinstance(body[0], ast.ClassDef) else None
+
+
+@functools.cache
+def _class_nodes(filename: str) -> dict[str, ast.ClassDef]:
+    """Qualified name -> the first class statement of that name in the source file."""
+    source = "".join(linecache.getlines(filename))
+    found: dict[str, ast.ClassDef] = {}
+    if source:
+        _collect_classes(ast.parse(source).body, "", found)
+    return found
+
+
+def _collect_classes(body: list[ast.stmt], prefix: str, found: dict[str, ast.ClassDef]) -> None:
+    for stmt in body:
+        if isinstance(stmt, ast.ClassDef):
+            found.setdefault(prefix + stmt.name, stmt)
+            _collect_classes(stmt.body, f"{prefix}{stmt.name}.", found)
+        elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            _collect_classes(stmt.body, f"{prefix}{stmt.name}.<locals>.", found)
 
 
 def _default(spec: dataclasses.Field[Any]) -> Any:

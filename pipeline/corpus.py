@@ -31,13 +31,16 @@ import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-import fsspec
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data_schemas.errors import ConfigError, InputError, InputNotFoundError
 from pipeline.builtin_corpus import BUILTIN_IMAGES, BUILTIN_LABEL, BUILTIN_NAME, builtin_root
+
+if TYPE_CHECKING:
+    import fsspec
 
 DEFAULT_INCLUDE: tuple[str, ...] = (
     "*.jpg", "*.jpeg", "*.png", "*.bmp", "*.tif", "*.tiff", "*.webp", "*.gif", "*.ppm")
@@ -138,6 +141,8 @@ def _parse_root(url: str, cfg: CorpusConfig) -> _Root:
 
 
 def _list_root(root: _Root, prefix: bool) -> list[CorpusItem]:
+    import fsspec  # with its asyncio machinery: not for `dmd3c --help`
+
     fs, path = fsspec.core.url_to_fs(root.url)
     if not fs.exists(path):
         raise InputNotFoundError(f"corpus root {root.url!r} does not exist")
@@ -205,6 +210,8 @@ def corpus_fingerprint(items: list[CorpusItem]) -> str:
 # -- decoding ----------------------------------------------------------------------------
 def read_bytes(source: str) -> bytes:
     """The raw bytes of a corpus item (local path or fsspec URL)."""
+    import fsspec
+
     with fsspec.open(source, "rb") as handle:
         data: bytes = handle.read()
     return data

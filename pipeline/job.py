@@ -20,7 +20,8 @@ from data_schemas import SampleStore, StoreLayout
 from data_schemas.errors import InputError
 from data_schemas.lease import StoreLease
 from pipeline.corpus import CorpusItem, ShardPlan, list_corpus, plan_shards
-from pipeline.generate import GenerateConfig, GenerateSummary, existing_store
+from pipeline.generate import GenerateSummary, existing_store
+from pipeline.generate_config import GenerateConfig
 from pipeline.sensors import SensorSpec
 from pipeline.teacher import TeacherSpec, check_teacher_inputs, resolve_teacher
 

@@ -18,7 +18,6 @@ import functools
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from data_schemas.geometry import parse_hw, parse_intrinsics, parse_transform
@@ -287,6 +286,8 @@ ILLUMINATION_BLOCK = 8
 
 def local_illumination(rgb: np.ndarray) -> np.ndarray:
     """(H / 8, W / 8) mean linear luminance over a window of ~1/16 of the image width."""
+    import cv2
+
     h, w = rgb.shape[:2]
     b = ILLUMINATION_BLOCK
     small = cv2.resize(rgb, (max(1, w // b), max(1, h // b)), interpolation=cv2.INTER_AREA)

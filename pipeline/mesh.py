@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from data_schemas.errors import ConfigError, InputError
@@ -199,6 +198,8 @@ class Parallax:
 
 def _block_reduce(values: np.ndarray, block: int, erode: bool) -> np.ndarray:
     """Min (``erode``) or max of each ``block`` x ``block`` block -> (ceil(H/b), ceil(W/b))."""
+    import cv2
+
     fill = float(np.inf) if erode else 0.0
     op = cv2.erode if erode else cv2.dilate
     reduced = op(np.asarray(values, np.float32), np.ones((block, block), np.uint8),
@@ -220,6 +221,8 @@ def _reachable_background(far: np.ndarray, near: np.ndarray, parallax: Parallax,
     Windows of 1, 2, 4, ... blocks around each block; a block takes the first window holding a
     far-side pixel that its nearest foreground is in front of by enough parallax to see it.
     """
+    import cv2
+
     scale = _block_parallax(parallax, far.shape, block)
     reached = np.full(far.shape, np.inf, np.float32)
     radius, seen_px = 1, 0.0
@@ -228,7 +231,8 @@ def _reachable_background(far: np.ndarray, near: np.ndarray, parallax: Parallax,
         window = cv2.erode(far, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float(np.inf))
         finite = np.isfinite(window)
         gap = np.where(finite, near - window, np.float32(0.0))
-        take = np.isinf(reached) & finite & (scale * gap >= seen_px)
+        with np.errstate(over="ignore"):  # a product past float32 is inf: seen, as it should be
+            take = np.isinf(reached) & finite & (scale * gap >= seen_px)
         reached[take] = window[take]
         seen_px = radius * block
         if seen_px >= parallax.max_px:
@@ -246,6 +250,8 @@ def background_layer(
     farthest far-side pixel there; the far-side pixels keep their own, so the layer joins the
     visible background. Everything else (and sky) has no vertex.
     """
+    import cv2
+
     edge = occluded_edge_pixels(q, max_rel_jump)
     if not edge.any() or parallax.max_px <= 0:
         return np.zeros_like(q)

@@ -37,7 +37,6 @@ from data_schemas.lease import StoreLease
 from pipeline.corpus import ShardPlan
 from pipeline.generate import (
     DecodedShard,
-    GenerateConfig,
     GenerateSummary,
     ShardContext,
     ShardResult,
@@ -47,6 +46,7 @@ from pipeline.generate import (
     open_or_create,
     store_info,
 )
+from pipeline.generate_config import GenerateConfig
 from pipeline.job import JobPlan
 from pipeline.ray_reaper import start_reaper
 from pipeline.teacher import Teacher, TeacherConfig, TeacherSpec
@@ -218,7 +218,7 @@ class Resources:
 
 def plan_resources(cfg: GenerateConfig) -> Resources:
     """Teacher actors on GPUs when the cluster has them (CPU otherwise)."""
-    cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    cluster: dict[str, float] = ray.cluster_resources()
     gpus = cluster.get("GPU", 0.0)
     use_gpu = gpus > 0 and cfg.teacher_run.device != "cpu"
     actors = cfg.run.teacher_actors or (int(gpus) if use_gpu else 1)

@@ -4,7 +4,8 @@ Replaces the official repository's lossy 8-bit ``disp/*.png`` with float32 maps 
 teacher-map store (format ``dmd3c.teacher_maps``, defined in :mod:`data_schemas.teacher_maps`).
 With ``align="lidar"`` every map is also fitted to its frame's LiDAR
 (:mod:`pipeline.teachers.align`) and stored as metric depth next to the raw map, with the fit.
-:func:`official_disp_png` turns a stored map back into the official grey PNG.
+:func:`official_disp_png` turns a stored map back into the official grey PNG. The command's
+configuration is :class:`pipeline.teach_config.TeachConfig`.
 """
 
 from __future__ import annotations
@@ -33,55 +34,13 @@ from data_schemas.teacher_maps import (
     write_teacher_map,
 )
 from pipeline.corpus import CorpusItem, keep_key, to_rgb8
-from pipeline.teacher import (
-    DEFAULT_TEACHER,
-    Teacher,
-    TeacherConfig,
-    TeacherSpec,
-    check_teacher_inputs,
-    parse_choice,
-    resolve_teacher,
-)
-from pipeline.teachers.align import ALIGNS, AlignConfig, apply_fit, fit_to_lidar
+from pipeline.teach_config import TeachConfig
+from pipeline.teacher import Teacher, TeacherSpec, check_teacher_inputs, resolve_teacher
+from pipeline.teachers.align import apply_fit, fit_to_lidar
 from pipeline.teachers.kitti import focal_px, lidar_path, read_kitti_depth
 from pipeline.teachers.registry import FOCAL, PROMPT
 
 log = logging.getLogger(__name__)
-
-KITTI_IMAGES: tuple[str, ...] = (
-    "raw/*/*/image_02/data/*.png", "raw/*/*/image_03/data/*.png",
-    "val_selection_cropped/image/*.png", "test_depth_completion_anonymous/image/*.png")
-"""Globs (matched from the right of the path under the KITTI root) of the RGB images."""
-
-
-@dataclass(frozen=True)
-class TeachConfig:
-    """What ``dmd3c teach`` reads and writes."""
-
-    kitti: str
-    """KITTI root holding raw/, val_selection_cropped/, test_depth_completion_anonymous/."""
-    out: str
-    """Output teacher-map store (local path or fsspec URL)."""
-    teacher: str = DEFAULT_TEACHER
-    """Registry name, local folder (save_pretrained / huggingface-cli download) or hub id."""
-    teacher_run: TeacherConfig = field(default_factory=TeacherConfig)
-    include: tuple[str, ...] = KITTI_IMAGES
-    """Globs of the RGB images under the root (repeatable; matched from the right of the
-    path): raw image_02/03 and the image/ folders of val_selection_cropped and
-    test_depth_completion_anonymous."""
-    overwrite: bool = False
-    """Replace teacher maps made by another teacher."""
-    progress: bool = True
-    """Show a progress bar on stderr."""
-    break_lease: bool = False
-    """Take the output store's lease even from a job that looks alive (it must be dead)."""
-    align: str = "none"
-    """``lidar``: also store each map fitted to its frame's LiDAR (metric, with the fit)."""
-    fit: AlignConfig = field(default_factory=AlignConfig)
-    """The robust fit of ``align="lidar"``."""
-
-    def __post_init__(self) -> None:
-        parse_choice("align", self.align, ALIGNS)
 
 
 @dataclass(frozen=True)

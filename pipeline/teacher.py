@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from data_schemas.errors import ConfigError, InputError
-from pipeline.teachers.families import FORWARDS, Batch, Runtime
-from pipeline.teachers.pos_embed import POS_EMBEDS, use_official_pos_embed
+from pipeline.teachers.input_size import PATCH, official_network_size
 from pipeline.teachers.registry import (
     DEFAULT_TEACHER,
     FAMILY_TITLES,
@@ -40,19 +39,21 @@ from pipeline.teachers.registry import (
     missing_weights_message,
     resolve_teacher,
 )
-from pipeline.teachers.resize import PATCH, official_network_size
-from pipeline.teachers.tiny import tiny_random_model
 
 if TYPE_CHECKING:
     import torch
 
+    from pipeline.teachers.families import Batch
+
 __all__ = ["DEFAULT_TEACHER", "PATCH", "TEACHERS", "TINY_RANDOM", "Teacher", "TeacherConfig",
            "TeacherSpec", "check_teacher_inputs", "load_model", "network_size",
-           "resolve_teacher", "tiny_random_model"]
+           "resolve_teacher"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 PROMPTS = ("none", "lidar")
+POS_EMBEDS = ("official", "transformers")
+"""``official``: :func:`pipeline.teachers.pos_embed.use_official_pos_embed`."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ def check_teacher_inputs(spec: TeacherSpec, cfg: TeacherConfig) -> None:
 def load_model(spec: TeacherSpec) -> torch.nn.Module:
     """The frozen model of ``spec`` (eval mode, no gradients), on the CPU in fp32."""
     if spec.test_teacher:
+        from pipeline.teachers.tiny import tiny_random_model
+
         model = tiny_random_model()
     else:
         from transformers import AutoModelForDepthEstimation
@@ -144,6 +147,9 @@ class Teacher:
     def __init__(self, spec: TeacherSpec, cfg: TeacherConfig = TeacherConfig()) -> None:
         import torch
 
+        from pipeline.teachers.families import FORWARDS, Runtime
+        from pipeline.teachers.pos_embed import use_official_pos_embed
+
         self.spec, self.cfg = spec, cfg
         self.device, self.precision = pick_device(cfg), cfg.precision
         dtype = {"fp32": torch.float32, "fp16": torch.float16,
@@ -164,6 +170,8 @@ class Teacher:
         if rgb.ndim != 4 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
             raise InputError(f"teacher input must be (B, H, W, 3) uint8, got {rgb.shape} "
                              f"{rgb.dtype}")
+        from pipeline.teachers.families import Batch
+
         step = self.cfg.batch_size
         parts = [self._forward(Batch(rgb[i:i + step], _rows(focal_px, i, step) if FOCAL in
                                      self.spec.needs else None,

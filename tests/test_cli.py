@@ -3,6 +3,7 @@ their traceback (exit 1)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -72,3 +73,37 @@ def test_hierarchy_keeps_the_builtin_types_callers_catch() -> None:
     assert issubclass(SchemaVersionError, StoreError) and issubclass(StoreBusyError, StoreError)
     assert issubclass(TrainingError, RuntimeError)
     assert str(StoreError("s.zarr", "broken")) == "s.zarr: broken"
+
+
+HEAVY = frozenset({"torch", "ray", "dask", "transformers", "open3d", "cv2", "scipy", "zarr"})
+"""Libraries that only a command's work may load, never the command line itself."""
+
+START_UP = """
+import json, sys
+import click, typer.main
+from dmd3c.cli import app
+
+root = typer.main.get_command(app)
+ctx = click.Context(root, info_name="dmd3c")
+root.get_help(ctx)
+for name in root.list_commands(ctx):
+    command = root.get_command(ctx, name)
+    command.get_help(click.Context(command, info_name=name, parent=ctx))
+generate = root.get_command(ctx, "generate")
+parsed = generate.make_context("generate", ["--store", "s.zarr", "--teacher", "tiny-random",
+                                            "--beams", "32"], parent=ctx)
+assert parsed.params["sensor__beams"] == 32, parsed.params
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_help_and_option_parsing_load_no_heavy_library() -> None:
+    """The app, every command's help and option parsing need only light modules; torch,
+    Ray, zarr... load when a command runs (``dmd3c --help`` starts in about a second)."""
+    done = _run(START_UP)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout))
+    assert "pipeline.generate_config" in loaded and "train.stage1.cli" in loaded
+    heavy = sorted({m.split(".")[0] for m in loaded} & HEAVY)
+    assert not heavy, (f"the command line imports {heavy}: import them inside the command "
+                       f"that needs them (or under TYPE_CHECKING for annotations)")

@@ -16,11 +16,14 @@ set no longer changes (at most 3 times). Frames with fewer than
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_schemas.geometry import DepthSpace
-from data_schemas.teacher_maps import LidarFit
+
+if TYPE_CHECKING:
+    from data_schemas.teacher_maps import LidarFit
 
 ALIGNS = ("none", "lidar")
 
@@ -67,6 +70,8 @@ def depth_residual(x: np.ndarray, z: np.ndarray, scale: float, shift: float,
 def robust_affine(x: np.ndarray, z: np.ndarray, space: DepthSpace,
                   cfg: AlignConfig = AlignConfig()) -> LidarFit:
     """Fit of teacher values ``x`` to LiDAR depths ``z`` (m, > 0), both (N,) float64."""
+    from data_schemas.teacher_maps import LidarFit  # the teacher-map format: loads zarr
+
     y = 1.0 / z if space == "disparity" else z
     weights = np.ones_like(x)
     scale, shift = _weighted_line(x, y, weights)

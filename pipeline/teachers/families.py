@@ -36,8 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from data_schemas.errors import InputError
+from pipeline.teachers.input_size import PATCH, official_network_size
 from pipeline.teachers.prompt import lidar_prompt
-from pipeline.teachers.resize import PATCH, bilinear_corners, cubic_resize, official_network_size
+from pipeline.teachers.resize import bilinear_corners, cubic_resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

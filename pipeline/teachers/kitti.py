@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from data_schemas.errors import InputError
@@ -59,6 +58,8 @@ def lidar_path(image: str | Path) -> Path | None:
 
 def read_kitti_depth(path: Path) -> np.ndarray:
     """A KITTI depth PNG -> (H, W) float32 metres, 0 = no data."""
+    import cv2
+
     values = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if values is None or values.dtype != np.uint16 or values.ndim != 2:
         raise InputError(f"{path} is not a KITTI depth map (uint16 single-channel PNG)")

@@ -19,7 +19,6 @@ from types import MethodType
 import torch
 import torch.nn.functional as F
 
-POS_EMBEDS = ("official", "transformers")
 OFFICIAL_OFFSET = 0.1
 """``interpolate_offset`` of the DINOv2 used by Depth Anything V2 and Prompt Depth Anything."""
 

@@ -9,7 +9,6 @@ one (the sky rows above the scan included).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from data_schemas.errors import InputError
@@ -34,6 +33,8 @@ def fill_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Every unknown cell takes the value of its nearest known cell (5x5 L2 distance mask)."""
     if known.all():
         return values
+    import cv2
+
     _, labels = cv2.distanceTransformWithLabels(
         (~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     lut = np.zeros(int(labels.max()) + 1, np.float32)

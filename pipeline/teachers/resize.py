@@ -2,8 +2,9 @@
 
 The official inference (``depth_anything_v2/dpt.py`` ``image2tensor`` / ``infer_image`` with
 ``util/transform.py`` ``Resize``) resizes the image with OpenCV ``INTER_CUBIC`` to a size whose
-shorter side is at least ``input_size`` and both sides multiples of 14 (``lower_bound``), and
-resizes the network output back with bilinear ``align_corners=True``.
+shorter side is at least ``input_size`` and both sides multiples of 14 (``lower_bound``;
+:func:`pipeline.teachers.input_size.official_network_size`), and resizes the network
+output back with bilinear ``align_corners=True``.
 
 Torch's own ``bicubic`` uses the same kernel (a = -0.75, clamped border) but computes source
 coordinates in float64; OpenCV computes them in float32, which moves the taps by up to 1e-4 px
@@ -14,37 +15,12 @@ coefficients), so it equals ``cv2.resize(..., interpolation=cv2.INTER_CUBIC)`` o
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-PATCH = 14
 CUBIC_A = np.float32(-0.75)
 """OpenCV's cubic convolution constant (``INTER_CUBIC``)."""
-
-
-def multiple_of_at_least(x: float, minimum: int, multiple: int = PATCH) -> int:
-    """``x`` rounded to a multiple of ``multiple``; raised to the next one if below ``minimum``.
-
-    The official ``constrain_to_multiple_of(x, min_val=...)``: numpy rounding (half to even).
-    """
-    y = int(np.round(x / multiple) * multiple)
-    return int(math.ceil(x / multiple) * multiple) if y < minimum else y
-
-
-def official_network_size(hw: tuple[int, int], input_size: int) -> tuple[int, int]:
-    """Network input (h, w) of the official ``Resize(keep_aspect_ratio, lower_bound, 14)``.
-
-    Both sides are scaled by ``max(input_size / h, input_size / w)`` (the shorter side lands on
-    ``input_size``), rounded to multiples of 14 and raised to the next multiple when the
-    rounding falls below ``input_size`` (520 -> 532, not 518).
-    """
-    h, w = hw
-    scale = max(input_size / h, input_size / w)
-    return (multiple_of_at_least(scale * h, input_size),
-            multiple_of_at_least(scale * w, input_size))
 
 
 def cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pipeline.teachers.resize import PATCH
+from pipeline.teachers.input_size import PATCH
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -103,7 +103,7 @@ def tiny_model(config: PretrainedConfig, seed: int = 0) -> torch.nn.Module:
     from transformers import AutoModelForDepthEstimation
 
     torch.manual_seed(seed)
-    model: torch.nn.Module = AutoModelForDepthEstimation.from_config(config)  # type: ignore[no-untyped-call]
+    model: torch.nn.Module = AutoModelForDepthEstimation.from_config(config)
     randomise(model, seed)
     head = getattr(model, "head", None)
     if config.model_type == "depth_anything" and head is not None:

@@ -30,6 +30,29 @@ def make_batch(seed: int, count: int, prefix: str, height: int = HEIGHT,
     }
 
 
+def assert_stored_equal(name: str, got: np.ndarray, expected: np.ndarray) -> None:
+    """``got`` (read back) equals ``expected`` (written) within the schema-2.0 bound of
+    ``name``, transcribed here: depth maps 1/512 m absolute (0 exact, never NaN), teacher
+    output float16 (2^-11 relative), everything else bit-exact."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.shape == expected.shape
+    if name in ("sparse_depth", "teacher_depth"):
+        assert got.dtype == np.float32
+        assert np.isfinite(got).all()
+        np.testing.assert_array_equal(got == 0, expected == 0)
+        assert np.abs(got - expected).max(initial=0) <= 1 / 512 + 1e-6
+    elif name == "teacher_output":
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got == 0, expected == 0)
+        rel = np.abs(got.astype(np.float64) - expected) / np.maximum(np.abs(expected), 1e-30)
+        assert rel.max(initial=0) <= 2.0**-11
+    elif name in ("key", "source"):
+        assert [str(v) for v in got.reshape(-1)] == [str(v) for v in expected.reshape(-1)]
+    else:
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == expected.dtype
+
+
 def write_store(path: str, counts: list[int], shard_size: int = 4) -> dict[int, dict]:
     """Create a store and write shard ``s`` with ``counts[s]`` samples; returns the batches."""
     store = create_store(path, StoreLayout(HEIGHT, WIDTH, len(counts), shard_size),

@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from data_schemas import SampleStore, validate
+from data_schemas import SampleStore, StoreInfo, StoreLayout, create_store, validate, write_shard
 from data_schemas.store_stats import DEPTH_BIN_EDGES_M, store_summary
-from tests.data_schemas.store_factory import write_store
+from tests.data_schemas.store_factory import (
+    HEIGHT,
+    WIDTH,
+    assert_stored_equal,
+    make_batch,
+    write_store,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,24 +35,75 @@ def _stack(batches: dict, name: str) -> np.ndarray:
     return np.concatenate([np.asarray(b[name]) for b in batches.values() if len(b["key"])])
 
 
-def test_dask_and_xarray_open_the_store_as_written(store_url: tuple[str, dict]) -> None:
-    url, batches = store_url
-    sparse = da.from_zarr(url, component="sparse_depth", chunks=(4, -1, -1))
+def _stored(batches: dict, name: str) -> np.ndarray:
+    """What the store holds: ``m/256`` depth (the stored precision, transcribed)."""
+    return np.round(_stack(batches, name) * 256.0).astype(np.float32) / np.float32(256.0)
+
+
+def _readme_snippet() -> str:
+    """The python block of the README's "Inspecting a store" section, as users copy it."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Inspecting a store"):]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def _inspect_json(url: str) -> dict:
+    result = _dmd3c("inspect", "--json", url)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_finished_store_has_no_padding_rows(store_url: tuple[str, dict]) -> None:
+    url, batches = store_url  # shards of 4: counts 4, 0 (all skipped), 3, 2
     dataset = xr.open_zarr(url)
-    written = np.array([str(k) != "" for k in dataset["key"].values])
-    expected = _stack(batches, "sparse_depth")
-    np.testing.assert_array_equal(sparse.compute()[written], expected)
-    np.testing.assert_array_equal(dataset["sparse_depth"].values[written], expected)
+    assert dataset.sizes["sample"] == 3 * 4 + 2  # trimmed after the last sample
+    valid = dataset["valid"].values
+    np.testing.assert_array_equal(np.flatnonzero(~valid), [4, 5, 6, 7, 11])
+    assert [str(k) for k in dataset["key"].values[valid]] == [
+        k for b in batches.values() for k in b["key"]]
+    sparse = da.from_zarr(url, component="sparse_depth", chunks=(4, -1, -1))
+    assert_stored_equal("sparse_depth", sparse.compute()[valid], _stack(batches, "sparse_depth"))
     assert dataset["teacher_depth"].attrs["units"] == "m"
-    fraction = float((dataset["sparse_depth"][written] > 0).mean())
-    assert fraction == pytest.approx(float((expected > 0).mean()))
+
+
+def test_readme_dask_snippet_gives_inspect_numbers(store_url: tuple[str, dict]) -> None:
+    url, _ = store_url
+    summary = _inspect_json(url)
+    names: dict[str, object] = {}
+    exec(_readme_snippet().replace('"data/store.zarr"', repr(url)), names)  # noqa: S102
+    assert names["num_samples"] == summary["num_samples"] == 9
+    assert names["density"] == pytest.approx(summary["sparse_valid_fraction"], rel=1e-12)
+    assert names["teacher_mean"] == pytest.approx(summary["teacher_depth"]["mean_m"], rel=1e-9)
+
+
+def test_xarray_length_equals_inspect_count_without_skips(tmp_path: Path) -> None:
+    url = str(tmp_path / "full.zarr")
+    write_store(url, [4, 4, 1])
+    assert xr.open_zarr(url).sizes["sample"] == _inspect_json(url)["num_samples"] == 9
+
+
+def test_running_store_keeps_full_length_until_the_last_shard(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.zarr")
+    store = create_store(url, StoreLayout(HEIGHT, WIDTH, 3, 4), StoreInfo())
+    write_shard(store, 2, make_batch(2, 1, "c"))
+    write_shard(store, 0, make_batch(0, 4, "a"))
+    assert SampleStore.open(url).num_rows == 12  # shard 1 pending: not finished
+    assert SampleStore.open(url).keys() == [f"a/{i:03d}.png" for i in range(4)] + ["c/000.png"]
+    write_shard(store, 1, make_batch(1, 2, "b"))
+    finished = SampleStore.open(url)
+    assert finished.num_rows == 9
+    validate(finished)
+    # rewriting a shard of a finished store grows it back, then trims again
+    write_shard(SampleStore.open(url, mode="r+"), 2, make_batch(5, 3, "d"))
+    assert SampleStore.open(url).num_rows == 11
+    assert SampleStore.open(url).keys()[-3:] == [f"d/{i:03d}.png" for i in range(3)]
 
 
 def test_summary_statistics_equal_numpy(store_url: tuple[str, dict]) -> None:
     url, batches = store_url
     store = SampleStore.open(url)
     summary = store_summary(store, validate(store))
-    sparse, teacher = _stack(batches, "sparse_depth"), _stack(batches, "teacher_depth")
+    sparse, teacher = _stored(batches, "sparse_depth"), _stored(batches, "teacher_depth")
     assert summary["num_samples"] == 9
     assert summary["sparse_valid_fraction"] == pytest.approx(float((sparse > 0).mean()))
     stats = summary["teacher_depth"]
@@ -68,7 +125,7 @@ def test_inspect_json_and_png(store_url: tuple[str, dict], tmp_path: Path) -> No
     result = _dmd3c("inspect", "--json", url, "--png", str(tmp_path / "m.png"))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["schema_version"] == "1.0"
+    assert summary["schema_version"] == "2.0"
     assert summary["num_samples"] == 9
     assert summary["shards_committed"] == 4
     assert summary["shards_pending"] == 0

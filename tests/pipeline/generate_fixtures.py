@@ -10,7 +10,7 @@ from PIL import Image
 
 from data_schemas import SampleStore
 from pipeline.corpus import CanvasConfig, CorpusConfig
-from pipeline.generate import GenerateConfig, RunConfig
+from pipeline.generate_config import GenerateConfig, RunConfig
 from pipeline.teacher import TeacherConfig
 
 CANVAS = CanvasConfig(height=48, width=96, min_side=16, max_pixels=4_000_000)
@@ -67,7 +67,7 @@ def add_bad_files(root: Path) -> dict[str, str]:
 
 def tiny_config(store: Path | str, corpus: Path | str, **changes: object) -> GenerateConfig:
     """A CPU-fast generate config: tiny canvas, tiny-random teacher, VLP-16, shards of 3."""
-    from pipeline.generate import SensorChoice
+    from pipeline.generate_config import SensorChoice
 
     run = changes.pop("run", RunConfig(progress=False))
     values: dict[str, object] = dict(

@@ -23,7 +23,8 @@ from data_schemas import SampleStore, validate
 from data_schemas.errors import StoreBusyError
 from data_schemas.lease import LEASE_NAME, LeaseRecord
 from pipeline.corpus import key_to_name
-from pipeline.generate import FaultInjection, GenerateSummary, RunConfig
+from pipeline.generate import GenerateSummary
+from pipeline.generate_config import FaultInjection, RunConfig
 from pipeline.job import run_generate
 from pipeline.orchestrate import RaySession
 from tests.pipeline.generate_fixtures import (
@@ -131,6 +132,36 @@ def test_complete_store_returns_without_starting_ray(reference, corpus, tmp_path
     assert summary.skip_reasons() == reference[1].skip_reasons()
     with pytest.raises(ValueError, match=r"generator\.seed.*--overwrite"):  # still checked
         run_generate(tiny_config(store, corpus[0], seed=8))
+
+
+NO_OP_RUN = """
+import json, sys
+from dmd3c.cli import app
+
+app(sys.argv[2:], standalone_mode=False)
+with open(sys.argv[1], "w") as out:
+    json.dump(sorted(sys.modules), out)
+"""
+
+
+def test_no_op_rerun_through_the_cli_imports_neither_ray_nor_the_teacher(reference, corpus,
+                                                                          tmp_path) -> None:
+    """A finished store is recognised with light modules only: the re-run is quick."""
+    store = tmp_path / "store.zarr"
+    shutil.copytree(reference[0], store)
+    modules = tmp_path / "modules.json"
+    args = ["generate", "--corpus", str(corpus[0]), "--store", str(store), "--teacher",
+            "tiny-random", "--height", "48", "--width", "96", "--min-side", "16",
+            "--max-pixels", "4000000", "--shard-size", "3", "--sensor", "vlp16",
+            "--teacher-input-size", "42", "--seed", "7", "--no-progress", "--json"]
+    done = subprocess.run([sys.executable, "-c", NO_OP_RUN, str(modules), *args], env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["up_to_date"] is True and summary["shards_resumed"] == 5
+    loaded = {m.split(".")[0] for m in json.loads(modules.read_text())}
+    assert "zarr" in loaded  # the store was read...
+    assert not loaded & {"ray", "torch", "transformers", "cv2", "dask", "scipy", "open3d"}
 
 
 def test_changed_config_is_refused_unless_overwrite(reference, corpus, ray_session,

@@ -141,6 +141,24 @@ def test_option_name_clash_is_refused() -> None:
 
 def test_field_docs_reads_the_strings_under_fields() -> None:
     assert field_docs(SimConfig)["backend"] == "Ray-cast backend: fast | embree | open3d."
+    assert field_docs(_Outer) == {"name": "The name.", "tags": "Tags (repeatable).",
+                                  "limit": "Optional limit."}
+
+
+def test_field_docs_of_nested_and_local_classes() -> None:
+    class Holder:
+        @dataclass(frozen=True)
+        class Nested:
+            depth: float = 1.0
+            """Depth (m)."""
+
+    @dataclass(frozen=True)
+    class Local:
+        count: int = 2
+        """How many ``items``."""
+
+    assert field_docs(Holder.Nested) == {"depth": "Depth (m)."}
+    assert field_docs(Local) == {"count": "How many items."}
 
 
 @pytest.mark.parametrize("name", ["generate", "teach", "inspect"])

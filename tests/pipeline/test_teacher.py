@@ -18,8 +18,8 @@ from pipeline.teacher import (
     Teacher,
     TeacherConfig,
     resolve_teacher,
-    tiny_random_model,
 )
+from pipeline.teachers.tiny import tiny_random_model
 from tests.pipeline.generate_fixtures import KITTI_SAMPLE, scene_image
 
 CFG = TeacherConfig(input_size=42, batch_size=2)

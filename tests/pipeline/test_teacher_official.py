@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from pipeline.teacher import TEACHERS, TINY_RANDOM, Teacher, TeacherConfig
+from pipeline.teachers.input_size import official_network_size
 from pipeline.teachers.pos_embed import official_pos_encoding
-from pipeline.teachers.resize import bilinear_corners, cubic_resize, official_network_size
+from pipeline.teachers.resize import bilinear_corners, cubic_resize
 from pipeline.teachers.tiny import tiny_random_model
 from tests.pipeline.generate_fixtures import scene_image
 

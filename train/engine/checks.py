@@ -84,7 +84,11 @@ def world_size_from_env() -> int:
 
 def check_engine_section(cfg: EngineConfig, checks: Checks, world_size: int = 1) -> None:
     """Every ``engine.*`` value."""
-    checks.integer("engine.steps", cfg.steps, 1)
+    checks.integer("engine.steps", cfg.steps, 0)
+    checks.integer("engine.epochs", cfg.epochs, 0)
+    checks.require(cfg.steps > 0 or cfg.epochs > 0, "engine.steps", cfg.steps,
+                   f"set engine.steps >= 1, or engine.steps=0 and engine.epochs >= 1 (now "
+                   f"engine.epochs={cfg.epochs})")
     checks.integer("engine.batch_size", cfg.batch_size, 1)
     checks.require(cfg.batch_size % world_size == 0, "engine.batch_size", cfg.batch_size,
                    f"must be a multiple of the {world_size} ranks (split evenly over them)")
@@ -92,7 +96,8 @@ def check_engine_section(cfg: EngineConfig, checks: Checks, world_size: int = 1)
     checks.number("engine.ema_decay", cfg.ema_decay, 0.0, 1.0, high_open=True)
     for name in ("log_every",):
         checks.integer(f"engine.{name}", getattr(cfg, name), 1)
-    for name in ("image_every", "checkpoint_every", "keep_every", "val_every", "seed"):
+    for name in ("image_every", "checkpoint_every", "keep_every", "val_every", "val_from_epoch",
+                 "seed"):
         checks.integer(f"engine.{name}", getattr(cfg, name), 0)
 
 

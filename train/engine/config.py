@@ -24,6 +24,9 @@ class OptimConfig:
     """Peak learning rate of the one-cycle schedule (BP-Net: 1e-3)."""
     weight_decay: float = 0.05
     """AdamW decoupled weight decay (DMD3C / BP-Net: 0.05)."""
+    no_decay_1d: bool = True
+    """No weight decay on 1-D parameters (biases, norm weights), as the release's
+    ``utils.config_param`` decides (``train.engine.param_groups``); false = decay on all."""
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW betas; beta1 is overridden by the momentum cycle when it is on."""
     eps: float = 1e-8
@@ -51,7 +54,8 @@ class ScheduleConfig:
     max_momentum: float = 0.95
     """beta1 at the start and the end."""
     noise_pct: float = 0.1
-    """lr noise (BP-Net's NoiseOneCycle): lr * (1 + noise_pct * U(-1, 1)); 0 = off."""
+    """lr noise (BP-Net's ``schedulers.NoiseLR``): lr * (1 + noise_pct * n), n in [-1, 1)
+    drawn per step from a generator seeded with the step number; 0 = off."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,10 @@ class EngineConfig:
     """The training loop: length, batch, precision, EMA, logging, checkpoints, validation."""
 
     steps: int = 600_000
-    """Optimizer steps of the whole run (DMD3C stage 1: 600k)."""
+    """Optimizer steps of the whole run (DMD3C stage 1: 600k); 0 = ``epochs`` epochs."""
+    epochs: int = 0
+    """Run length in epochs of the training stream, used when ``steps`` is 0 (steps =
+    epochs x batches per epoch, as the release's ``nepoch``)."""
     batch_size: int = 16
     """Global batch size, split evenly over the DDP ranks (DMD3C: 16 on 4 GPUs)."""
     precision: str = "bf16"
@@ -70,7 +77,8 @@ class EngineConfig:
     ema_decay: float = 0.9999
     """Decay of the exponential moving average of the weights (0 = no EMA)."""
     sync_bn: bool = False
-    """Convert BatchNorm to SyncBatchNorm under multi-GPU DDP (ignored on CPU)."""
+    """Convert BatchNorm to SyncBatchNorm under multi-GPU DDP (one process: plain BatchNorm
+    over the whole batch, which SyncBN over the ranks' shares equals)."""
     find_unused_parameters: bool = False
     """Passed to DistributedDataParallel."""
     seed: int = 0
@@ -88,19 +96,25 @@ class EngineConfig:
     is one) in the released ``{'net': ...}`` format, ~0.36 GB for BP-Net beside ``last.pt``'s
     ~1.4 GB resume state."""
     val_every: int = 5000
-    """Steps between validations on the held-out shards (also run at the end); 0 = end only."""
+    """Steps between validations on the held-out data (also run at the end); 0 = end only."""
+    val_from_epoch: int = 0
+    """Validate every ``val_every`` steps only from this (0-based) epoch on (the release:
+    ``test_iter`` from ``test_epoch`` 25)."""
+    val_each_epoch: bool = False
+    """Also validate at the end of every epoch (the release)."""
     progress: bool = True
     """Show a tqdm progress bar (rank 0)."""
 
 
 def load_structured(schema: type[T], files: Sequence[Path], overrides: Sequence[str],
-                    base: str = "") -> T:
-    """``schema`` defaults <- ``base`` YAML text <- each YAML file <- ``key=value`` overrides.
+                    base: str = "", preset: T | None = None) -> T:
+    """``schema`` defaults (or the ``preset`` instance of it) <- ``base`` YAML text <- each YAML
+    file <- ``key=value`` overrides.
 
     Unknown keys and ill-typed values are a one-line :class:`ConfigError` naming the key.
     """
     try:
-        merged = OmegaConf.structured(schema)
+        merged = OmegaConf.structured(preset if preset is not None else schema)
         layers = [OmegaConf.create(base)] if base else []
         layers += [OmegaConf.load(_existing(path)) for path in files]
         layers.append(OmegaConf.from_dotlist(list(overrides)))

@@ -60,7 +60,13 @@ PanelFn = Callable[[B, Tensor], Tensor]
 class Recipe(Generic[B]):
     """A training stage for the engine: the model factory, the loss, the stream factory
     ``make_batches(start_batch)`` (batches ``start_batch, start_batch + 1, ...``), and
-    optionally validation and a TensorBoard panel of a batch."""
+    optionally validation and a TensorBoard panel of a batch.
+
+    ``steps_per_epoch``: batches per rank in one epoch of the stream (needed for
+    ``engine.epochs``, ``engine.val_each_epoch`` and ``engine.val_from_epoch``);
+    ``best_metric``: the validation value (lower is better) whose best is kept as
+    ``best.pt``.
+    """
 
     build_model: Callable[[], nn.Module]
     loss_fn: LossFn[B]
@@ -68,3 +74,5 @@ class Recipe(Generic[B]):
     validate: ValidateFn | None = None
     oom_hint: str = "use a smaller engine.batch_size or crop"
     panel: PanelFn[B] | None = None
+    steps_per_epoch: int | None = None
+    best_metric: str | None = None

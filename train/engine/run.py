@@ -39,9 +39,10 @@ class RunConfig(Protocol):
 
 
 def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
-                    overrides: Sequence[str], resume: bool) -> T:
-    """Defaults <- (the run's saved config when resuming) <- ``config_file`` <- overrides,
-    the engine's sections checked (:mod:`train.engine.checks`); nothing is written.
+                    overrides: Sequence[str], resume: bool, preset: T | None = None) -> T:
+    """Defaults (or ``preset``) <- (the run's saved config when resuming) <- ``config_file``
+    <- overrides, the engine's sections checked (:mod:`train.engine.checks`); nothing is
+    written.
 
     A run directory that already holds a run is refused unless ``resume``.
     """
@@ -51,7 +52,8 @@ def load_run_config(schema: type[T], run_dir: Path, config_file: Path | None,
     elif (run_dir / "last.pt").exists():
         raise ConfigError(f"{run_dir} already holds a run (last.pt): pass --resume to continue "
                          f"it or choose another --out")
-    cfg = load_structured(schema, [config_file] if config_file else [], overrides, base=base)
+    cfg = load_structured(schema, [config_file] if config_file else [], overrides, base=base,
+                          preset=preset)
     check_run_sections(cast(RunConfig, cfg), Checks(overrides))
     return cfg
 

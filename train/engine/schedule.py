@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from data_schemas.errors import ConfigError
 from train.engine.config import ScheduleConfig
@@ -54,14 +55,29 @@ def one_cycle_curve(total_steps: int, start: float, peak: float, end: float,
     return np.where(steps <= up_end, up, down)
 
 
+def lr_noise(total_steps: int, noise_seed: int = 0) -> np.ndarray:
+    """BP-Net's lr noise in [-1, 1) of steps 0 .. total_steps-1, as ``schedulers.NoiseLR``
+    (``Sharpiless/DMD3C``) draws it: for step s, a fresh ``torch.Generator`` seeded with
+    ``noise_seed + s`` gives ``2 * torch.rand(1) - 1`` (the release never sets ``noise_seed``:
+    0). The same sequence in every run, whatever the training seed."""
+    generator = torch.Generator()
+    noise = np.empty(total_steps, dtype=np.float64)
+    for step in range(total_steps):
+        generator.manual_seed(noise_seed + step)
+        noise[step] = 2 * torch.rand(1, generator=generator).item() - 1
+    return noise
+
+
 def one_cycle(total_steps: int, peak_lr: float, cfg: ScheduleConfig,
-              seed: int = 0) -> ScheduleTable:
-    """The run's lr (with BP-Net's multiplicative noise) and beta1 tables."""
+              noise_seed: int = 0) -> ScheduleTable:
+    """The run's lr (with BP-Net's multiplicative noise, ``lr * (1 + noise_pct * noise)``,
+    see :func:`lr_noise`) and beta1 tables (the noise touches the lr only, as in the
+    release)."""
     initial = peak_lr / cfg.div_factor
     lr = one_cycle_curve(total_steps, initial, peak_lr, initial / cfg.final_div_factor,
                          cfg.pct_start, cfg.anneal)
     if cfg.noise_pct > 0:
-        lr = lr * (1 + cfg.noise_pct * np.random.default_rng([seed, 1]).uniform(-1, 1, len(lr)))
+        lr = lr * (1 + cfg.noise_pct * lr_noise(total_steps, noise_seed))
     beta1 = np.full(total_steps, np.nan)
     if cfg.cycle_momentum:
         beta1 = one_cycle_curve(total_steps, cfg.max_momentum, cfg.base_momentum,

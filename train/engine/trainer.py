@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, cast
 
@@ -25,15 +25,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from data_schemas.errors import TrainingError
+from data_schemas.errors import ConfigError, TrainingError
 from train.engine import checkpoint as ckpt
 from train.engine.checks import check_engine
 from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig
 from train.engine.distributed import DistContext, all_sum, barrier, gather_objects
 from train.engine.ema import EMA
 from train.engine.monitor import Monitor
+from train.engine.param_groups import param_groups
 from train.engine.recipe import B, Recipe
 from train.engine.schedule import ScheduleTable, one_cycle
+from train.model.checkpoint import read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +46,14 @@ class NonFiniteLossError(TrainingError):
 
 @dataclass
 class RunState:
-    """Progress of a run: completed optimizer steps and the next batch of the stream."""
+    """Progress of a run: completed optimizer steps, the next batch of the stream, and the
+    best value of the recipe's ``best_metric`` so far (inf before any validation)."""
 
     step: int = 0
     next_batch: int = 0
     epoch: int = 0
     losses: list[float] = field(default_factory=list)
+    best: float = math.inf
 
 
 class Trainer(Generic[B]):
@@ -61,18 +65,21 @@ class Trainer(Generic[B]):
         self.recipe, self.cfg, self.optim_cfg = recipe, engine, optim
         self.run_dir, self.ctx, self.config_yaml = run_dir, ctx, config_yaml
         self.per_rank_batch = check_engine(engine, ctx.world_size)
-        self.table: ScheduleTable = one_cycle(engine.steps, optim.lr, schedule, engine.seed)
+        self.cfg = engine = replace(engine, steps=total_steps(engine, recipe.steps_per_epoch))
+        self.table: ScheduleTable = one_cycle(engine.steps, optim.lr, schedule)
         self.state = RunState()
         _seed_everything(engine.seed)
         self.model = self._build_model()
         self.ema = EMA(self.model, engine.ema_decay) if engine.ema_decay > 0 else None
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(self.table.lr[0]),
-                                           betas=optim.betas, eps=optim.eps,
-                                           weight_decay=optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, optim.weight_decay, optim.no_decay_1d),
+            lr=float(self.table.lr[0]), betas=optim.betas, eps=optim.eps,
+            weight_decay=optim.weight_decay)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self._fp16)
         payload = ckpt.load_payload(resume_from) if resume_from else None
         if payload is not None:
             self._load_state(payload)
+            self.state.best = min(self.state.best, _saved_best(run_dir / "best.pt"))
         self.net = self._wrap_ddp(self.model)
         _seed_everything(engine.seed + 1000 * ctx.rank + 1)
         self._resume_rng = payload["rng"] if payload is not None else None
@@ -89,8 +96,8 @@ class Trainer(Generic[B]):
             convert = cast(Callable[[nn.Module], nn.Module],
                            nn.SyncBatchNorm.convert_sync_batchnorm)
             model = convert(model)
-        elif self.cfg.sync_bn and self.ctx.is_main:
-            logger.warning("engine.sync_bn needs multi-GPU DDP; BatchNorm stays per process")
+        elif self.cfg.sync_bn and self.ctx.distributed and self.ctx.is_main:
+            logger.warning("engine.sync_bn needs CUDA; BatchNorm stays per process")
         return model.to(self.ctx.device).train()
 
     def _wrap_ddp(self, model: nn.Module) -> nn.Module:
@@ -108,7 +115,8 @@ class Trainer(Generic[B]):
         self.scaler.load_state_dict(payload["scaler"])
         sampler = payload["sampler"]
         self.state = RunState(int(payload["step"]), int(sampler["next_batch"]),
-                              int(sampler["epoch"]))
+                              int(sampler["epoch"]),
+                              best=float(payload.get("best_metric_ema", math.inf)))
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         """bf16/fp16 autocast on CUDA as configured; nothing on CPU."""
@@ -155,7 +163,7 @@ class Trainer(Generic[B]):
         panel = self.recipe.panel
         if panel is not None and cfg.image_every and (step % cfg.image_every == 0 or step == 1):
             monitor.image(step, "train/panel", panel(batch, pred))
-        if last or (cfg.val_every and step % cfg.val_every == 0):
+        if validation_due(step, cfg, self.recipe.steps_per_epoch):
             self._validate(monitor)
         if last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             self.save_checkpoint()
@@ -257,6 +265,18 @@ class Trainer(Generic[B]):
         shown = ", ".join(f"{k.split('/')[-1]} {v:.1f}" for k, v in metrics.items())
         monitor.write(f"step {self.state.step}: validation ({'EMA' if self.ema else 'model'}) "
                       f"{shown}")
+        self._keep_best(metrics, monitor)
+
+    def _keep_best(self, metrics: dict[str, float], monitor: Monitor) -> None:
+        """Write ``best.pt`` (the weights to use, released format) when the recipe's
+        ``best_metric`` beats the best so far."""
+        name = self.recipe.best_metric
+        if name is None or name not in metrics:
+            return
+        if is_improvement(metrics[name], self.state.best):
+            self.state.best = metrics[name]
+            self.save_weights("best.pt", self.state.best)
+            monitor.write(f"step {self.state.step}: best {name} {metrics[name]:.4g} -> best.pt")
 
     def checkpoint_payload(self) -> dict[str, Any]:
         rng = gather_objects(self.ctx, ckpt.capture_rng())
@@ -267,7 +287,8 @@ class Trainer(Generic[B]):
             scheduler={"kind": "one_cycle_table", "step": self.state.step,
                        "total_steps": self.cfg.steps},
             sampler={"next_batch": self.state.next_batch, "epoch": self.state.epoch},
-            rng=rng, world_size=self.ctx.world_size, config=self.config_yaml)
+            rng=rng, world_size=self.ctx.world_size, config=self.config_yaml,
+            best_metric_ema=self.state.best)
 
     def save_checkpoint(self) -> None:
         """Write ``last.pt`` (and a kept copy every ``keep_every`` steps) and ``weights.pt``
@@ -321,6 +342,40 @@ def _recent(losses: list[float], count: int = 3) -> str:
     return f"the loss of the last {min(count, len(losses))} step(s): {shown}"
 
 
+def total_steps(cfg: EngineConfig, steps_per_epoch: int | None) -> int:
+    """The run's optimizer steps: ``engine.steps``, or ``engine.epochs`` x the stream's
+    batches per epoch when ``steps`` is 0."""
+    if cfg.steps > 0:
+        return cfg.steps
+    if steps_per_epoch is None:
+        raise ConfigError("engine.epochs needs a stream with a fixed epoch length; this stage "
+                          "has none: set engine.steps")
+    return cfg.epochs * steps_per_epoch
+
+
+def validation_due(step: int, cfg: EngineConfig, steps_per_epoch: int | None) -> bool:
+    """Whether to validate after optimizer step ``step`` (1-based): at the last step; at each
+    epoch's end (``val_each_epoch``); every ``val_every`` steps once the next step belongs to
+    epoch ``val_from_epoch`` or later (the release tests before iteration ``step`` when
+    ``step % test_iter == 0`` and ``epoch >= test_epoch``)."""
+    if step == cfg.steps:
+        return True
+    needs_epochs = cfg.val_each_epoch or cfg.val_from_epoch > 0
+    if needs_epochs and not steps_per_epoch:
+        raise ConfigError("engine.val_each_epoch / engine.val_from_epoch need a stream with a "
+                          "fixed epoch length; this stage has none")
+    if cfg.val_each_epoch and steps_per_epoch and step % steps_per_epoch == 0:
+        return True
+    if not cfg.val_every or step % cfg.val_every:
+        return False
+    return not cfg.val_from_epoch or step // (steps_per_epoch or 1) >= cfg.val_from_epoch
+
+
+def is_improvement(value: float, best: float) -> bool:
+    """Lower is better; a NaN value never improves (and never replaces a finite best)."""
+    return not math.isnan(value) and value < best
+
+
 class _Throughput:
     """Samples per second between consecutive steps (smoothed)."""
 
@@ -334,6 +389,14 @@ class _Throughput:
         self.last = now
         self.rate = current if self.rate == 0 else 0.9 * self.rate + 0.1 * current
         return self.rate
+
+
+def _saved_best(path: Path) -> float:
+    """The ``best_metric_ema`` of an existing ``best.pt`` (it may be newer than the last.pt a
+    run resumes from), else inf."""
+    if not path.is_file():
+        return math.inf
+    return float(read_checkpoint(path, mmap=True).get("best_metric_ema", math.inf))
 
 
 def _seed_everything(seed: int) -> None:

@@ -3,8 +3,12 @@
 Read from ``Sharpiless/DMD3Cpp`` (commit ca5c7fc): ``train.sh`` trains with
 ``loss=MSMSE_ssil``; ``criteria.py`` ``MSMSE_ssil`` with ``disp_loss.py``
 ``ScaleAndShiftInvariantLoss`` (MiDaS's loss, defaults ``alpha=0.5, scales=4,
-reduction='batch-based'``); ``train_distill.py`` ``train`` switches the teacher term off
-(``return_dis = False``) once ``epoch >= test_epoch`` (25, 0-based epochs).
+reduction='batch-based'``); ``train_distill.py`` ``train`` asks for the teacher term to be
+switched off (``return_dis = False``) once ``epoch >= test_epoch`` (25, 0-based epochs), but
+``MSMSE_ssil.forward`` (``criteria.py`` lines 238-258, at ca5c7fc and at 2af8f0f) never reads
+``return_dis`` (only ``MSMSE_pssil`` does): as released, the term stays on in every epoch.
+``ssi_off_from_epoch`` implements the intended switch; the ``dmd3c++`` recipe leaves it off
+(``loss.teacher_off_from_epoch: null``, see ``train.stage2.config``).
 
 For each output s (six, coarsest first; ``models/MBPNet_res_fast.py`` brings all of them to
 full resolution, but the loss resizes GT and teacher to each output's size: GT ``nearest``,
@@ -134,25 +138,30 @@ def _at_size(x: Tensor, size: tuple[int, int], mode: str) -> Tensor:
 
 
 def dmdpp_stage2_loss(outputs: Sequence[Tensor], gt: Tensor, teacher: Tensor,
-                      epoch: int, ssi_off_from_epoch: int = SSI_OFF_FROM_EPOCH) -> DmdppLoss:
+                      epoch: int, ssi_off_from_epoch: int = SSI_OFF_FROM_EPOCH,
+                      gt_weights: Sequence[float] = GT_SCALE_WEIGHTS,
+                      ssi_weights: Sequence[float] = SSI_SCALE_WEIGHTS,
+                      lambda_ssi: float = LAMBDA_SSI) -> DmdppLoss:
     """The DMD3C++ stage-2 loss.
 
     outputs: six depth maps [B, 1, h_s, w_s] m, coarsest first; gt [B, 1, H, W] m (0 = none);
     teacher: depth-like teacher map [B, 1, H, W] (<= 1e-3 = invalid); epoch: 0-based, the
-    teacher term is off from ``ssi_off_from_epoch``.
+    teacher term is off from ``ssi_off_from_epoch``. ``gt_weights``, ``ssi_weights``,
+    ``lambda_ssi``: the per-output weights and the teacher term's weight (defaults: the
+    release's ``deltas``, ``deltas_ssil``, ``lambda_metric``).
     """
     if len(outputs) != len(GT_SCALE_WEIGHTS):
         raise ValueError(f"the DMD3C++ objective takes {len(GT_SCALE_WEIGHTS)} outputs, "
                          f"got {len(outputs)}")
     use_ssi = ssi_active(epoch, ssi_off_from_epoch)
     gt_terms, ssi_terms = [], []
-    for pred, d_gt, d_ssi in zip(outputs, GT_SCALE_WEIGHTS, SSI_SCALE_WEIGHTS, strict=True):
+    for pred, d_gt, d_ssi in zip(outputs, gt_weights, ssi_weights, strict=True):
         size = (int(pred.shape[-2]), int(pred.shape[-1]))
         gt_terms.append(d_gt * LAMBDA_GT * masked_gt_mse(pred, _at_size(gt, size, "nearest")))
         if use_ssi:
             target = _at_size(teacher, size, "bilinear")[:, 0]
             mask = (target > VALID_MIN).to(pred.dtype)
-            ssi_terms.append(d_ssi * LAMBDA_SSI * ssi_loss(pred[:, 0], target, mask))
+            ssi_terms.append(d_ssi * lambda_ssi * ssi_loss(pred[:, 0], target, mask))
     gt_sum = torch.stack(gt_terms).sum()
     ssi_sum = torch.stack(ssi_terms).sum() if ssi_terms else torch.zeros_like(gt_sum)
     return DmdppLoss(total=gt_sum + ssi_sum, gt=gt_sum, teacher=ssi_sum,

@@ -207,23 +207,29 @@ def _check_shapes(outputs: Sequence[Tensor], gt: Tensor, teacher01: Tensor) -> N
 
 def released_stage2_loss(outputs: Sequence[Tensor], gt: Tensor, teacher01: Tensor,
                          generator: torch.Generator | None = None,
-                         batched: bool | None = None) -> ReleasedLoss:
+                         batched: bool | None = None,
+                         gt_weights: Sequence[float] = RELEASED_SCALE_WEIGHTS,
+                         teacher_weights: Sequence[float] = RELEASED_SCALE_WEIGHTS,
+                         ) -> ReleasedLoss:
     """The released DMD3C stage-2 loss.
 
     outputs: six depth maps [B, 1, H, W] in metres, coarsest first, all at full resolution;
     gt: GT depth [B, 1, H, W] m (0 = none); teacher01: teacher map [B, 1, H, W] in the
     released [0, 1] form. Crops come from torch's global generator (or ``generator``), each
     scale drawing its own 32 in order, so the same ``torch.manual_seed`` gives the same value
-    as the release. ``batched``: see :func:`rpnl`.
+    as the release. ``batched``: see :func:`rpnl`. ``gt_weights`` / ``teacher_weights``: the
+    per-output weights of the two terms (the release: ``RELEASED_SCALE_WEIGHTS`` for both);
+    a scale of teacher weight 0 still draws its crops, so the generator advances as in the
+    release.
     """
     _check_shapes(outputs, gt, teacher01)
     target = released_teacher_target(teacher01)
     height, width = gt.shape[-2:]
     gt_terms, teacher_terms = [], []
-    for pred, weight in zip(outputs, RELEASED_SCALE_WEIGHTS, strict=True):
+    for pred, weight, t_weight in zip(outputs, gt_weights, teacher_weights, strict=True):
         gt_terms.append(weight * released_gt_term(pred, gt))
         crops = draw_crops(height, width, NUM_PROPOSALS, generator)
-        teacher_terms.append(weight * rpnl(pred, target, crops, batched))
+        teacher_terms.append(t_weight * rpnl(pred, target, crops, batched))
     gt_sum, teacher_sum = torch.stack(gt_terms).sum(), torch.stack(teacher_terms).sum()
     return ReleasedLoss(total=gt_sum + teacher_sum, gt=gt_sum, teacher=teacher_sum,
                         gt_per_scale=tuple(gt_terms), teacher_per_scale=tuple(teacher_terms))

@@ -1,14 +1,12 @@
-"""Stage-2 recipe: fine-tune BP-Net on KITTI depth completion with GT + SSI-to-teacher losses.
+"""Stage-2 recipe: fine-tune BP-Net on KITTI depth completion with a GT term and a teacher term.
 
-``dmd3c finetune --kitti ROOT --teacher-maps STORE --init CKPT --out RUN_DIR`` resolves a
-:class:`~train.stage2.config.FinetuneConfig` (defaults mirrored in
-``configs/finetune.yaml``), writes it to ``RUN_DIR/config.yaml`` and trains with
+``dmd3c finetune --recipe NAME --kitti ROOT --teacher-maps MAPS --init CKPT --out RUN_DIR``
+resolves a :class:`~train.stage2.config.FinetuneConfig` (the named recipe, mirrored in
+``configs/finetune-NAME.yaml``), writes it to ``RUN_DIR/config.yaml`` and trains with
 :mod:`train.engine` (the same loop, AMP, DDP, EMA, checkpoints and resume as stage 1).
-Only the data (KITTI frames + teacher maps, :mod:`train.datasets.kitti`; or NYUv2) and the
-loss differ:
-
-    loss = sum_i w_i * supervised(pred_i, GT)            BP-Net's multi-scale L2 (or L1)
-         + ssi_weight * SSI(pred_final, teacher, teacher > 0)     (train.losses.ssi)
+Only the data (KITTI frames + teacher maps, :mod:`train.datasets.kitti`; or NYUv2), the
+objective (:mod:`train.stage2.loss`) and the validation (:mod:`train.stage2.validation`,
+``best.pt`` by RMSE) are stage 2's.
 """
 
 from __future__ import annotations
@@ -21,21 +19,27 @@ from pathlib import Path
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from data_schemas.errors import ConfigError, InputNotFoundError
+from data_schemas.errors import InputNotFoundError
 from train.datasets.kitti.dataset import KittiDataset
-from train.datasets.kitti.layout import find_frames
-from train.datasets.kitti.teacher import TeacherMaps
+from train.datasets.kitti.layout import KittiFrame, find_frames
+from train.datasets.kitti.teacher import TeacherSource, open_teacher
 from train.datasets.nyu import CROP_HW, PADDED_HW, NyuDataset, find_nyu_files, pad_collate
 from train.datasets.panel import batch_panel
 from train.datasets.sample import Batch, collate_items
 from train.datasets.sampling import StreamPlan, plan_loader
 from train.engine import DistContext, LossTerms, Recipe, RunState, run_recipe
 from train.engine.recipe import LossFn
-from train.losses.pixel import multiscale_loss
-from train.losses.ssi import ssi_loss
 from train.model import BPNet, load_checkpoint
-from train.stage2.config import FinetuneConfig, Stage2LossConfig, Stage2ModelConfig
+from train.stage2.config import (
+    FinetuneConfig,
+    Stage2LossConfig,
+    Stage2ModelConfig,
+    check_inputs,
+)
+from train.stage2.loss import stage2_loss
 from train.stage2.validation import (
+    KITTI_BEST,
+    NYU_BEST,
     kitti_validation_frames,
     kitti_validator,
     nyu_validation_files,
@@ -43,35 +47,11 @@ from train.stage2.validation import (
 )
 
 logger = logging.getLogger(__name__)
+MADE_FOR = {"released": ("released", "disparity"), "dmdpp": (None, "depth")}
+"""The teacher each released objective was made for: (form, space); None = any form."""
 
 
 # -- loss ---------------------------------------------------------------------------------
-def _ssi_kwargs(cfg: Stage2LossConfig) -> dict[str, object]:
-    if cfg.ssi == "paper":
-        return {"grad_weight": cfg.grad_weight}
-    if cfg.ssi == "patch":
-        return {"grad_weight": cfg.grad_weight, "patch_sizes": tuple(cfg.patch_sizes)}
-    return {"num_crops": cfg.rpnl_crops, "min_frac": cfg.rpnl_min_frac,
-            "max_frac": cfg.rpnl_max_frac}
-
-
-def stage2_loss(preds: Sequence[Tensor], batch: Batch, cfg: Stage2LossConfig,
-                space: str) -> LossTerms:
-    """Multi-scale supervised loss on GT pixels + weighted SSI of the final prediction."""
-    total, terms = multiscale_loss(preds, batch.target, batch.target > 0, cfg.scale_weights,
-                                   cfg.supervised)
-    scalars = {f"gt_scale{i}": t.detach() for i, t in enumerate(terms)}
-    if cfg.ssi != "none":
-        if batch.teacher is None:
-            raise ValueError(f"loss.ssi={cfg.ssi} but the batch carries no teacher maps")
-        ssi = ssi_loss(cfg.ssi)(preds[-1].float(), batch.teacher, batch.teacher > 0,
-                                space=space, **_ssi_kwargs(cfg))
-        total = total + cfg.ssi_weight * ssi
-        scalars[f"ssi_{cfg.ssi}"] = ssi.detach()
-    scalars["total"] = total.detach()
-    return LossTerms(total, scalars)
-
-
 def _loss_fn(cfg: Stage2LossConfig, space: str) -> LossFn[Batch]:
     def loss_fn(model: nn.Module, batch: Batch) -> tuple[LossTerms, Tensor]:
         preds = model(batch.rgb, batch.sparse, batch.K)
@@ -91,11 +71,33 @@ def _model_factory(cfg: Stage2ModelConfig) -> Callable[[], nn.Module]:
 
 
 # -- recipes ------------------------------------------------------------------------------
-def teacher_space(cfg: FinetuneConfig) -> str:
-    """The SSI space: configured, or from the teacher store's output kind."""
-    if cfg.loss.ssi == "none" or cfg.loss.teacher_space != "auto":
-        return cfg.loss.teacher_space if cfg.loss.teacher_space != "auto" else "disparity"
-    return TeacherMaps(cfg.teacher_maps).space
+def teacher_space(cfg: FinetuneConfig, teacher: TeacherSource | None) -> str:
+    """The space of the teacher maps as read (for the ``ours`` SSI): configured, else the
+    source's (the released form is a disparity, the aligned form a depth)."""
+    if cfg.loss.teacher_space != "auto":
+        return cfg.loss.teacher_space
+    return teacher.space if teacher is not None else "disparity"
+
+
+def open_checked_teacher(cfg: FinetuneConfig, frames: Sequence[KittiFrame],
+                         is_main: bool) -> TeacherSource | None:
+    """The recipe's teacher source, refused before training when any training image lacks a
+    map (the count and the first missing one are named); None without a teacher term."""
+    if not cfg.loss.uses_teacher:
+        return None
+    teacher = open_teacher(cfg.teacher_maps, cfg.data.teacher_form)
+    teacher.check_covers(frames)
+    form, space = MADE_FOR.get(cfg.loss.objective, (None, None))
+    if is_main and ((form and teacher.form != form) or (space and teacher.space != space)):
+        logger.warning("loss.objective=%s was made for %s %s teacher maps; training with %s %s "
+                       "ones", cfg.loss.objective, form or "any", space, teacher.form,
+                       teacher.space)
+    unaligned = teacher.unaligned(frames) if is_main else []
+    if unaligned:
+        logger.warning("%d of %d training images have no LiDAR-aligned teacher map (first: %s); "
+                       "they train on the GT term alone", len(unaligned), len(frames),
+                       unaligned[0])
+    return teacher
 
 
 def _plan(count: int, cfg: FinetuneConfig, ctx: DistContext) -> StreamPlan:
@@ -104,33 +106,35 @@ def _plan(count: int, cfg: FinetuneConfig, ctx: DistContext) -> StreamPlan:
 
 
 def build_recipe(cfg: FinetuneConfig, ctx: DistContext) -> Recipe[Batch]:
-    """Stage-2 KITTI recipe: BP-Net from --init, the KITTI stream with teacher maps, the loss,
-    validation on ``data.val_split``."""
+    """Stage-2 KITTI recipe: BP-Net from --init, the KITTI stream with teacher maps, the
+    objective, validation on ``data.val_split`` with ``best.pt`` by RMSE."""
     frames = find_frames(cfg.kitti, cfg.data.split)
-    teacher_url = cfg.teacher_maps if cfg.loss.ssi != "none" else None
-    if teacher_url:
-        TeacherMaps(teacher_url).check_covers(frames)
-    dataset = KittiDataset(frames, True, cfg.data.crop, cfg.data.augment, cfg.data.top_min,
-                           teacher_url, cfg.engine.seed)
+    teacher = open_checked_teacher(cfg, frames, ctx.is_main)
+    data = cfg.data
+    dataset = KittiDataset(frames, True, data.crop, data.augment, data.top_min,
+                           cfg.teacher_maps if teacher is not None else None, cfg.engine.seed,
+                           data.teacher_form, data.flip_teacher)
     plan = _plan(len(frames), cfg, ctx)
-    space = teacher_space(cfg)
+    space = teacher_space(cfg, teacher)
 
     def make_batches(start: int) -> DataLoader[Batch]:
-        return plan_loader(dataset, plan, start, collate_items, cfg.data.num_workers,
+        return plan_loader(dataset, plan, start, collate_items, data.num_workers,
                            ctx.device.type == "cuda")
 
     val_frames = kitti_validation_frames(cfg)
-    validate = kitti_validator(val_frames, cfg.data.val_crop) if val_frames else None
+    validate = kitti_validator(val_frames, data.val_crop) if val_frames else None
     if ctx.is_main:
-        logger.info("%d KITTI %s frames, crop %dx%d, loss %s + %g x SSI %s (%s); validation "
-                    "%d %s frames; %d rank(s) x %d on %s", len(frames), cfg.data.split,
-                    cfg.data.crop[0], cfg.data.crop[1], cfg.loss.supervised,
-                    cfg.loss.ssi_weight, cfg.loss.ssi, space, len(val_frames),
-                    cfg.data.val_split or "no", ctx.world_size, plan.batch_size, ctx.device)
+        logger.info("recipe %s: %d KITTI %s frames (%d batches per epoch), crop %dx%d, "
+                    "objective %s, teacher %s (%s); validation %d %s frames; %d rank(s) x %d "
+                    "on %s", cfg.recipe, len(frames), data.split, plan.batches_per_epoch,
+                    data.crop[0], data.crop[1], cfg.loss.objective,
+                    teacher.form if teacher else "none", space, len(val_frames),
+                    data.val_split or "no", ctx.world_size, plan.batch_size, ctx.device)
     hint = (f"lower engine.batch_size (now {cfg.engine.batch_size}) or data.crop (now "
-            f"{cfg.data.crop[0]}x{cfg.data.crop[1]})")
+            f"{data.crop[0]}x{data.crop[1]})")
     return Recipe(_model_factory(cfg.model), _loss_fn(cfg.loss, space), make_batches, validate,
-                  hint, batch_panel)
+                  hint, batch_panel, steps_per_epoch=plan.batches_per_epoch,
+                  best_metric=KITTI_BEST)
 
 
 def build_nyu_recipe(cfg: FinetuneConfig, ctx: DistContext) -> Recipe[Batch]:
@@ -149,17 +153,16 @@ def build_nyu_recipe(cfg: FinetuneConfig, ctx: DistContext) -> Recipe[Batch]:
     val_files = nyu_validation_files(cfg)
     validate = nyu_validator(val_files) if val_files else None
     if ctx.is_main:
-        logger.info("%d NYUv2 train files (%dx%d padded to %dx%d), loss %s; validation %d "
-                    "files", len(files), *CROP_HW, *PADDED_HW, cfg.loss.supervised,
-                    len(val_files))
+        logger.info("%d NYUv2 train files (%dx%d padded to %dx%d), objective %s (GT term); "
+                    "validation %d files", len(files), *CROP_HW, *PADDED_HW,
+                    cfg.loss.objective, len(val_files))
     return Recipe(_model_factory(cfg.model), _loss_fn(cfg.loss, "depth"), make_batches,
                   validate, f"lower engine.batch_size (now {cfg.engine.batch_size})",
-                  batch_panel)
+                  batch_panel, steps_per_epoch=plan.batches_per_epoch, best_metric=NYU_BEST)
 
 
 def finetune(run_dir: Path, cfg: FinetuneConfig, resume: bool = False) -> RunState:
     """Run (or resume) stage-2 fine-tuning into ``run_dir``; returns the final run state."""
-    if not cfg.kitti and not cfg.nyu:
-        raise ConfigError("--kitti ROOT (or --nyu ROOT) is required")
+    check_inputs(cfg)
     build = build_nyu_recipe if cfg.nyu else build_recipe
     return run_recipe(cfg, run_dir, resume, lambda ctx: build(cfg, ctx))

@@ -1,5 +1,14 @@
 """Stage-2 validation during training: KITTI devkit metrics on held-out frames, or NYUv2
-metrics on the val files; each rank scores its share and the sums are reduced."""
+metrics on the val files; each rank scores its share and the sums are reduced.
+
+When and on what (the recipe's config): ``engine.val_each_epoch``, ``engine.val_every``
+steps from epoch ``engine.val_from_epoch``, on ``data.val_max_frames`` frames of
+``data.val_split``, in the bottom-centre ``data.val_crop`` window; the engine validates the
+EMA model and keeps the lowest ``val/rmse_mm`` as ``best.pt``. The release scores
+``criteria.RMSE`` (per-image RMSE of the raw float prediction, averaged over batches of 2);
+here the devkit's per-image RMSE of the prediction as the benchmark PNG reads it back
+(1/256 m steps), averaged over frames: the same quantity up to that rounding.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +29,9 @@ from train.stage2.config import FinetuneConfig
 
 KITTI_NAMES = ("rmse_mm", "mae_mm", "irmse_1_per_km", "imae_1_per_km")
 NYU_NAMES = ("rmse_m", "rel")
+KITTI_BEST = "val/rmse_mm"
+"""``best.pt`` keeps the lowest mean per-image RMSE, as the release's ``best_metric_ema``."""
+NYU_BEST = "val/rmse_m"
 
 
 def _means(ctx: DistContext, sums: torch.Tensor, names: Sequence[str]) -> dict[str, float]:

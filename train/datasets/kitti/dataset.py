@@ -2,11 +2,14 @@
 
 A frame's sample: rgb, the ``velodyne_raw`` map as ``sparse``, the ground truth as
 ``target`` (zeros for the test split) and, with teacher maps, the teacher output as
-``teacher``. Training (BP-Net's recipe, through :mod:`train.datasets.augment`): a ``crop``
-window (default 256 x 1216) at a random top offset between ``top_min`` and the bottom of
-the image and a random left offset, then a horizontal flip of every map and K, then PCA
-colour jitter of rgb. Evaluation: the bottom-centre ``crop`` window, no augmentation. Every
-random choice derives from (seed, epoch, frame name).
+``teacher`` (in the configured form, computed from the whole frame before any crop, see
+:mod:`train.datasets.kitti.teacher`). Training (BP-Net's recipe, through
+:mod:`train.datasets.augment`): optional whole-frame colour and LiDAR ops, a horizontal
+flip of every map and K (the teacher too unless ``flip_teacher`` is false, the released
+bug), a ``crop`` window (default 256 x 1216) at a random top offset between ``top_min`` and
+the bottom of the image and a random left offset, PCA colour jitter of rgb. Evaluation: the
+bottom-centre ``crop`` window, no augmentation. Every random choice derives from (seed,
+epoch, frame name).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from data_schemas.errors import InputError
 from train.datasets.augment import AugmentConfig, augment, bottom_center_crop
 from train.datasets.kitti.io import read_depth_png, read_rgb
 from train.datasets.kitti.layout import KittiFrame
-from train.datasets.kitti.teacher import TeacherMaps
+from train.datasets.kitti.teacher import TeacherSource, open_teacher
 from train.datasets.sample import Item, Sample
 from train.datasets.sampling import SampleRef, sample_rng
 
@@ -38,7 +41,7 @@ def _check_same_size(frame: KittiFrame, maps: dict[str, np.ndarray]) -> None:
         raise InputError(f"frame {frame.name}: map sizes differ ({listed})")
 
 
-def load_sample(frame: KittiFrame, teacher: TeacherMaps | None = None) -> Sample:
+def load_sample(frame: KittiFrame, teacher: TeacherSource | None = None) -> Sample:
     """Read one frame's files (teacher output resized to the image if needed)."""
     rgb = read_rgb(frame.image)
     sparse = read_depth_png(frame.sparse)
@@ -52,21 +55,23 @@ def load_sample(frame: KittiFrame, teacher: TeacherMaps | None = None) -> Sample
 class KittiDataset(Dataset[Item]):
     """Frames -> :class:`Item` s, indexed by :class:`SampleRef` (epoch, frame, batch).
 
-    ``train=True`` applies the random crop (``top_min``), flip and jitter of ``augment``;
-    otherwise the bottom-centre ``crop``. The teacher store is opened lazily in each worker.
+    ``train=True`` applies the augmentation of ``augment`` (crop with ``top_min``, flip, ...);
+    otherwise the bottom-centre ``crop``. The teacher source (``teacher_maps`` read in
+    ``teacher_form``) is opened lazily in each worker.
     """
 
     def __init__(self, frames: Sequence[KittiFrame], train: bool,
                  crop: tuple[int, int] = DEFAULT_CROP, augment: AugmentConfig | None = None,
                  top_min: int = DEFAULT_TOP_MIN, teacher_maps: str | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, teacher_form: str = "raw", flip_teacher: bool = True) -> None:
         if not frames:
             raise ValueError("no KITTI frames")
         self.frames, self.train, self.crop = list(frames), train, crop
         self.augment = augment if augment is not None else AugmentConfig()
         self.top_min, self.seed = top_min, seed
         self.teacher_maps = None if teacher_maps is None else os.fspath(teacher_maps)
-        self._teacher: TeacherMaps | None = None
+        self.teacher_form, self.flip_teacher = teacher_form, flip_teacher
+        self._teacher: TeacherSource | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -74,9 +79,9 @@ class KittiDataset(Dataset[Item]):
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_teacher": None}  # each worker opens the store itself
 
-    def _teacher_maps(self) -> TeacherMaps | None:
+    def _teacher_maps(self) -> TeacherSource | None:
         if self.teacher_maps is not None and self._teacher is None:
-            self._teacher = TeacherMaps(self.teacher_maps)
+            self._teacher = open_teacher(self.teacher_maps, self.teacher_form)
         return self._teacher
 
     def sample(self, index: int, epoch: int = 0) -> tuple[Sample, np.ndarray]:
@@ -86,7 +91,7 @@ class KittiDataset(Dataset[Item]):
         if not self.train:
             return bottom_center_crop(sample, self.crop), np.zeros(3, np.float32)
         rng = sample_rng(self.seed, epoch, frame.name)
-        return augment(sample, self.crop, self.augment, rng, self.top_min)
+        return augment(sample, self.crop, self.augment, rng, self.top_min, self.flip_teacher)
 
     def __getitem__(self, ref: SampleRef) -> Item:
         sample, colour = self.sample(ref.item, ref.epoch)
