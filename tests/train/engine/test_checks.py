@@ -14,7 +14,7 @@ from train.engine.checks import MIN_COARSEST_VALUES, coarsest_values, smallest_c
 BAD_VALUES = [
     ("optim.lr=-1", "optim.lr=-1: must be a finite number > 0"),
     ("optim.lr=nan", "optim.lr=nan: must be a finite number > 0"),
-    ("engine.steps=-5", "engine.steps=-5: must be an integer >= 1"),
+    ("engine.steps=-5", "engine.steps=-5: must be an integer >= 0"),
     ("engine.batch_size=0", "engine.batch_size=0: must be an integer >= 1"),
     ("data.crop=[50,100]", "data.crop=[50,100]: both sides must be positive multiples of 32"),
     ("engine.ema_decay=1.5", "engine.ema_decay=1.5: must be a finite number in [0, 1)"),
@@ -59,7 +59,7 @@ def test_a_crop_too_small_for_batchnorm_is_refused_with_the_smallest_that_trains
     code, out, err = run_cli([*args, "data.crop=[32,64]", "engine.batch_size=2"], capsys)
     assert code == 0, err
     code, _, err = run_cli(["finetune", "--out", tmp_path / "ft", "--print-config",
-                            "loss.ssi=none", "data.crop=[32,96]", "engine.batch_size=1"], capsys)
+                            "data.crop=[32,96]", "engine.batch_size=1"], capsys)
     assert code == 2 and "data.crop=[32,96]: too small to train" in err
 
 

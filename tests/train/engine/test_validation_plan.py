@@ -111,7 +111,8 @@ def test_best_pt_follows_a_fake_metric_sequence(tmp_path: Path) -> None:
     best = torch.load(run / "best.pt", weights_only=True)
     assert best["step"] == 5 and best["best_metric_ema"] == 2.0  # first 2.0; ties do not move it
     assert torch.load(run / "last.pt", weights_only=True)["best_metric_ema"] == 2.0
-    assert set(best["ema"]) == set(TinyNet().state_dict())
+    assert best["weights"] == "ema" and set(best["net"]) == set(TinyNet().state_dict())
+    assert "optimizer" not in best  # weights only, in the released format
 
 
 def test_a_best_pt_newer_than_last_pt_is_not_replaced_by_a_worse_value(tmp_path: Path) -> None:
