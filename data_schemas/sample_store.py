@@ -28,7 +28,9 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
+from zarr.core.array import Array, AsyncArray
 from zarr.core.common import JSON
+from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
 
 from data_schemas.commit_record import COMMITS_GROUP, ShardRecord, parse_record_name, record_name
@@ -44,7 +46,13 @@ from data_schemas.sample_schema import (
     array_specs,
     parse_schema_version,
 )
-from data_schemas.store_codecs import array_codecs, codec_names, codec_pipeline, missing_codec
+from data_schemas.store_codecs import (
+    array_codecs,
+    codec_names,
+    codec_pipeline,
+    missing_codec,
+    stored_metadata,
+)
 
 Sample = dict[str, np.ndarray]
 """One sample: array name -> value without the sample axis (``key``/``source``: 0-d str)."""
@@ -113,7 +121,7 @@ class SampleStore:
             raise StoreError(location.url, str(err)) from err
         self.specs: dict[str, ArraySpec] = array_specs(self.layout.height, self.layout.width,
                                                        self.major)
-        self._arrays: dict[tuple[str, bool], zarr.Array[Any]] = {}
+        self._arrays: dict[tuple[str, bool, bool], zarr.Array[Any]] = {}
 
     @classmethod
     def open(cls, url: str | os.PathLike[str], mode: Literal["r", "r+"] = "r") -> SampleStore:
@@ -160,12 +168,14 @@ class SampleStore:
         selection goes through :meth:`array`."""
         return self._handle(name, fast=True)
 
-    def _handle(self, name: str, fast: bool) -> zarr.Array[Any]:
+    def _handle(self, name: str, fast: bool, stored: bool = False) -> zarr.Array[Any]:
         if name not in self.specs:
             raise KeyError(f"unknown array {name!r}; arrays: {', '.join(self.specs)}")
-        if (name, fast) not in self._arrays:
-            self._arrays[name, fast] = self._open_array(name, fast)
-        return self._arrays[name, fast]
+        stored = stored and self.specs[name].storage == "m/256"
+        if (name, fast, stored) not in self._arrays:
+            array = self._open_array(name, fast)
+            self._arrays[name, fast, stored] = _stored_view(array, fast) if stored else array
+        return self._arrays[name, fast, stored]
 
     def _open_array(self, name: str, fast: bool) -> zarr.Array[Any]:
         try:
@@ -297,11 +307,14 @@ class SampleStore:
         return {name: values[0] for name, values in
                 self.read_rows(shard, offset, offset + 1, tuple(self.specs)).items()}
 
-    def read_shard(self, shard: int, names: Sequence[str] | None = None) -> Sample:
+    def read_shard(self, shard: int, names: Sequence[str] | None = None,
+                   stored: bool = False) -> Sample:
         """The committed samples of one shard, ``[count, ...]`` per array (whole-shard reads).
 
         Every inner chunk's checksum is verified; a damaged or missing shard object is a
-        :class:`StoreError` naming the store, array, shard, sample key and row.
+        :class:`StoreError` naming the store, array, shard, sample key and row. ``stored``:
+        ``"m/256"`` depth maps in their stored units (uint16, metres x 256, exactly the
+        integers on disk) instead of float32 metres: half the bytes, no conversion pass.
         """
         if shard not in self.records:
             raise StoreError(self.url, f"shard {shard} is not committed")
@@ -309,15 +322,15 @@ class SampleStore:
         wanted = tuple(names or self.specs)
         if count:
             self._check_objects(shard, wanted)
-        return self.read_rows(shard, 0, count, wanted, whole_shard=True)
+        return self.read_rows(shard, 0, count, wanted, whole_shard=True, stored=stored)
 
     def read_rows(self, shard: int, start: int, stop: int, names: Sequence[str],
-                  whole_shard: bool = False) -> Sample:
+                  whole_shard: bool = False, stored: bool = False) -> Sample:
         """Rows ``start:stop`` of committed ``shard`` (StoreError naming the bad row).
 
         With ``whole_shard`` a shard lying wholly inside the arrays is decoded whole by the
         fast pipeline (then sliced); other reads go through zarr-python's. Checksums are
-        verified either way.
+        verified either way. ``stored``: see :meth:`read_shard`.
         """
         base, size = shard * self.layout.shard_size, self.layout.shard_size
         whole = whole_shard and base + size <= self.num_rows
@@ -325,9 +338,11 @@ class SampleStore:
         for name in names:
             try:
                 if whole:
-                    out[name] = np.asarray(self.fast_array(name)[base:base + size])[start:stop]
+                    array = self._handle(name, fast=True, stored=stored)
+                    out[name] = np.asarray(array[base:base + size])[start:stop]
                 else:
-                    out[name] = np.asarray(self.array(name)[base + start:base + stop])
+                    array = self._handle(name, fast=False, stored=stored)
+                    out[name] = np.asarray(array[base + start:base + stop])
             except StoreError:
                 raise
             except Exception as err:  # codec / checksum / IO errors of a damaged object
@@ -372,6 +387,14 @@ class SampleStore:
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def _stored_view(array: zarr.Array[Any], fast: bool) -> zarr.Array[Any]:
+    """``array`` read in its stored units: the same shard objects and checksums, decoded
+    without the final scale filter (see :func:`store_codecs.stored_metadata`)."""
+    with codec_pipeline(fast=fast):
+        metadata = ArrayV3Metadata.from_dict(stored_metadata(array.metadata.to_dict()))
+        return Array(AsyncArray(metadata, array.store_path))
 
 
 def check_schema(url: str, attrs: dict[str, object]) -> int:

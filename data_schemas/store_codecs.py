@@ -39,6 +39,7 @@ JPEG_QUALITY = 95
 """Quality of the opt-in lossy rgb codec (>= 95: visually lossless for training)."""
 JPEG_CODEC = "numcodecs.imagecodecs_jpeg"
 """Name of the opt-in JPEG rgb codec in the array metadata (and of its entry point)."""
+SCALE_FILTER = "numcodecs.fixedscaleoffset"
 ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
 DEFAULT_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
@@ -47,7 +48,7 @@ warnings.filterwarnings("ignore", message="Array is unsupported by ZarrsCodecPip
 
 CODEC_PACKAGES = {
     "numcodecs.imagecodecs_jpeg": "imagecodecs",
-    "numcodecs.fixedscaleoffset": "numcodecs",
+    SCALE_FILTER: "numcodecs",
     "blosc": "numcodecs",
     "zstd": "numcodecs",
 }
@@ -92,6 +93,22 @@ def array_codecs(spec: ArraySpec, rgb_codec: RgbCodec = "lossless") -> dict[str,
     if spec.storage == "float16":
         return {"compressors": [_bitshuffle_zstd(2), checksum]}
     return {"compressors": [ZstdCodec(level=ZSTD_LEVEL), checksum]}
+
+
+def stored_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A sharded array's zarr v3 metadata without its inner ``fixedscaleoffset`` filter: an
+    ``"m/256"`` depth array read as the uint16 it stores (value x 256, fill 0), every other
+    codec (shuffle, zstd, crc32c) unchanged. Metadata without that filter is returned as is."""
+    sharding = metadata["codecs"][0]["configuration"]
+    inner = sharding["codecs"]
+    scales = [c for c in inner if c["name"] == SCALE_FILTER]
+    if not scales:
+        return metadata
+    codecs = [c for c in inner if c["name"] != SCALE_FILTER]
+    outer = {**metadata["codecs"][0], "configuration": {**sharding, "codecs": codecs}}
+    dtype = np.dtype(scales[0]["configuration"]["astype"])
+    return {**metadata, "data_type": dtype.name, "fill_value": 0,
+            "codecs": [outer, *metadata["codecs"][1:]]}
 
 
 def _bitshuffle_zstd(typesize: int) -> BloscCodec:

@@ -55,6 +55,28 @@ def test_round_trip_several_shards_within_the_documented_bounds(tmp_path: Path) 
     assert store.keys() == [k for s in range(3) for k in batches[s]["key"]]
 
 
+def test_stored_units_are_the_kitti_integers_of_the_depth_maps(tmp_path: Path) -> None:
+    batches = write_store(str(tmp_path / "s.zarr"), [4, 3])  # shard 1: trimmed, partial
+    batches[1]["sparse_depth"][0, 0, :2] = [0.001, 1.0 / 512]  # below one step: raised to 1
+    write_shard(SampleStore.open(tmp_path / "s.zarr", mode="r+"), 1, batches[1])
+    store = SampleStore.open(tmp_path / "s.zarr")
+    for shard in (0, 1):
+        stored = store.read_shard(shard, stored=True)
+        metres = store.read_shard(shard)
+        for name in ("sparse_depth", "teacher_depth"):
+            written = np.asarray(batches[shard][name], np.float64) * 256
+            steps = stored[name].astype(np.float64)
+            assert stored[name].dtype == np.uint16
+            raised = (written > 0) & (written < 1)  # below one step: stored as 1, not 0
+            np.testing.assert_array_equal(steps[raised], 1.0)
+            assert np.abs(steps - written)[~raised].max() <= 0.5  # nearest integer (ties: either)
+            np.testing.assert_array_equal(steps == 0, written == 0)
+            np.testing.assert_array_equal(stored[name] / np.float32(256), metres[name])
+        for name in ("rgb", "intrinsics", "teacher_output", "key"):
+            np.testing.assert_array_equal(stored[name], metres[name])
+            assert stored[name].dtype == metres[name].dtype
+
+
 def test_uncommitted_shard_is_invisible_and_flagged(tmp_path: Path) -> None:
     url = str(tmp_path / "s.zarr")
     write_store(url, [4, 4, 4])

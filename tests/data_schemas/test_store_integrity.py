@@ -42,22 +42,24 @@ def _dmd3c(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=REPO, timeout=120)
 
 
-@pytest.mark.parametrize("name", ["teacher_depth", "rgb", "intrinsics"])
+@pytest.mark.parametrize(("name", "shard", "stored"), [
+    ("teacher_depth", 2, False), ("rgb", 2, False), ("intrinsics", 2, False),
+    ("teacher_depth", 2, True), ("sparse_depth", 1, True)])  # shard 1 whole, 2 partial
 def test_flipped_bytes_inside_a_chunk_name_store_array_shard_key_and_row(
-        tmp_path: Path, name: str) -> None:
+        tmp_path: Path, name: str, shard: int, stored: bool) -> None:
     url = str(tmp_path / "s.zarr")
     batches = write_store(url, [4, 4, 3])
     store = SampleStore.open(url)
-    _flip_bytes_in_chunk(store, name, 2, 1)
+    _flip_bytes_in_chunk(store, name, shard, 1)
     with pytest.raises(StoreError) as err:
-        SampleStore.open(url).read_shard(2)
+        SampleStore.open(url).read_shard(shard, stored=stored)
     message = str(err.value)
-    expected_key = batches[2]["key"][1]
-    assert message.startswith(f"{url}: array {name!r}, shard 2, sample {expected_key!r} "
-                              f"(row 9): corrupt data")
+    expected_key = batches[shard]["key"][1]
+    assert message.startswith(f"{url}: array {name!r}, shard {shard}, sample "
+                              f"{expected_key!r} (row {4 * shard + 1}): corrupt data")
     assert "checksum" in message
     assert "\n" not in message
-    SampleStore.open(url).read_shard(1)  # the other shards still read
+    SampleStore.open(url).read_shard(0, stored=stored)  # the other shards still read
 
 
 def test_inspect_strict_exits_2_on_a_corrupt_chunk(tmp_path: Path) -> None:
