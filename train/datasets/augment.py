@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from data_schemas.errors import ConfigError
+from data_schemas.sample_schema import DEPTH_SCALE
 from train.datasets.sample import Sample
 
 SIZE_MULTIPLE = 32
@@ -167,11 +168,19 @@ def pca_noise(rgb: np.ndarray, rng: np.random.Generator, std: float) -> np.ndarr
     weights = rng.standard_normal(3) * std
     if std <= 0:
         return np.zeros(3, np.float32)
-    flat = rgb.reshape(-1, 3)
-    sample = flat[:: max(1, len(flat) // 4096)].astype(np.float64) / 255.0
+    sample = pixel_subsample(rgb).astype(np.float64) / 255.0
     e_vals, e_vecs = np.linalg.eigh(np.cov(sample.T))
     offset = (np.sqrt(np.clip(e_vals, 0.0, None)) * e_vecs * weights).sum(axis=1)
     return np.asarray(offset, np.float32)
+
+
+def pixel_subsample(rgb: np.ndarray, count: int = 4096) -> np.ndarray:
+    """Every ``len // count``-th pixel of [H,W,3] in row-major order: ``[n, 3]``, the rows of
+    ``rgb.reshape(-1, 3)[::step]``, gathered without copying the image (a crop or flipped
+    view would be copied whole by the reshape)."""
+    h, w = rgb.shape[:2]
+    flat = np.arange(0, h * w, max(1, h * w // count))
+    return np.asarray(rgb[flat // w, flat % w])
 
 
 def pca_jitter(rgb: np.ndarray, rng: np.random.Generator, std: float) -> np.ndarray:
@@ -253,9 +262,18 @@ def lidar_noise(sparse: np.ndarray, rng: np.random.Generator, prob: float, std_m
     return out
 
 
+def depth_metres(depth: np.ndarray) -> np.ndarray:
+    """float32 metres of a depth map given in metres or in stored units (uint16, m x 256)."""
+    if depth.dtype == np.uint16:
+        return depth.astype(np.float32) / np.float32(DEPTH_SCALE)
+    return depth
+
+
 def frame_lidar(sparse: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """DMD3C++'s LiDAR augmentation, dropout then range noise (each on a frame with its
-    probability)."""
+    probability); a map in stored units (uint16) is changed in float32 metres."""
+    if cfg.lidar_dropout_prob > 0 or cfg.lidar_noise_prob > 0:
+        sparse = depth_metres(sparse)
     if cfg.lidar_dropout_prob > 0 and rng.random() <= cfg.lidar_dropout_prob:
         sparse = lidar_dropout(sparse, rng, cfg.lidar_dropout_max)
     if cfg.lidar_noise_prob > 0 and rng.random() <= cfg.lidar_noise_prob:

@@ -2,7 +2,10 @@
 
 A :class:`Sample` is one camera frame in pixels (numpy, what datasets read and augment);
 a :class:`Batch` is a stack of them as tensors, rgb normalised the way BP-Net expects.
-Stage 1 (sample store), KITTI and NYUv2 all produce the same two types.
+Stage 1 (sample store), KITTI and NYUv2 all produce the same two types. Stage 1's stream
+hands the engine raw batches (uint8 rgb, uint16 depth, pending colour offsets) that are
+finished on the training device (:meth:`Batch.to`); stage 2's loaders finish theirs on the
+CPU (:func:`collate`). Both run the same :meth:`Batch.finish`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from data_schemas.sample_schema import DEPTH_SCALE
 from train.model.inputs import RGB_MEAN, RGB_STD
 
 
@@ -23,7 +27,8 @@ from train.model.inputs import RGB_MEAN, RGB_STD
 class Sample:
     """One sample in camera pixels.
 
-    rgb uint8 [H,W,3]; sparse and target float32 [H,W] depth in m (0 = no data): the LiDAR
+    rgb uint8 [H,W,3]; sparse and target [H,W] depth, float32 in m or uint16 in KITTI's
+    stored units (m x 256, what the store and KITTI's PNGs hold), 0 = no data: the LiDAR
     input and what the network is trained towards (the teacher's dense depth in stage 1,
     the sparse ground truth in stage 2); K float32 [3,3] pinhole intrinsics (OpenCV axes);
     key the stable sample id (store key, KITTI frame name, NYUv2 file); teacher float32
@@ -67,6 +72,13 @@ class Batch:
 
     ``index`` is the global batch number in the run's stream and ``epoch`` its epoch: the
     engine's sampler state.
+
+    A *raw* batch (``colour`` set, from :func:`stack`) still holds the pixels as the loader
+    read them: rgb [B,h,w,3] in 0..255 (uint8, or float32 after whole-frame colour ops) with
+    the pending colour offsets ``colour`` [B,3] (0..1 units), and sparse/target [B,1,h,w] in
+    metres (float32) or in KITTI's stored units (uint16, m x 256). :meth:`finish` gives the
+    form above in a few batched torch ops; :meth:`to` moves a raw batch first and finishes
+    it on the device (the training step's GPU), so the loader never touches a float pixel.
     """
 
     rgb: Tensor
@@ -77,69 +89,95 @@ class Batch:
     epoch: int = 0
     index: int = 0
     teacher: Tensor | None = None
+    colour: Tensor | None = None
 
     @property
     def size(self) -> int:
         return int(self.rgb.shape[0])
 
+    @property
+    def raw(self) -> bool:
+        return self.colour is not None
+
     def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> Self:
-        """The batch with ``fn`` applied to every tensor (rgb, sparse, target, K, teacher)."""
+        """The batch with ``fn`` applied to every tensor (rgb, sparse, target, K, teacher,
+        pending colour offsets)."""
         teacher = None if self.teacher is None else fn(self.teacher)
+        colour = None if self.colour is None else fn(self.colour)
         return replace(self, rgb=fn(self.rgb), sparse=fn(self.sparse), target=fn(self.target),
-                       K=fn(self.K), teacher=teacher)
+                       K=fn(self.K), teacher=teacher, colour=colour)
+
+    def finish(self) -> Self:
+        """The network's form of a raw batch (itself when already finished), where its
+        tensors are: rgb jittered, clipped and normalised, depth in float32 metres."""
+        if self.colour is None:
+            return self
+        return replace(self, rgb=normalise_rgb(self.rgb, self.colour),
+                       sparse=depth_metres(self.sparse), target=depth_metres(self.target),
+                       colour=None)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Self:
-        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
+        """The batch on ``device``, finished there (see :meth:`finish`)."""
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking)).finish()
 
     def pin_memory(self) -> Self:
         return self.map_tensors(lambda t: t.pin_memory())
 
 
-def rgb_tensor(rgbs: Sequence[np.ndarray], offsets: Sequence[np.ndarray]) -> np.ndarray:
-    """uint8 [h,w,3] images + colour offsets [3] (0..1 units) -> float32 [B,3,h,w],
-    clipped to [0, 1] after the offset and normalised with BP-Net's statistics.
-
-    numpy on purpose, in few passes: torch ops in DataLoader workers start torch's thread
-    pools, and this runs once per sample in the workers.
-    """
-    chw = np.ascontiguousarray(np.stack(rgbs).transpose(0, 3, 1, 2))  # uint8 copy: cheap
-    out = chw.astype(np.float32)
-    shift = np.asarray(offsets, np.float32).reshape(len(rgbs), 3, 1, 1) * 255.0
-    if shift.any():
-        out += shift
-        np.clip(out, 0.0, 255.0, out=out)
-    std = np.asarray(RGB_STD, np.float32).reshape(1, 3, 1, 1)
-    out *= 1.0 / std
-    out -= np.asarray(RGB_MEAN, np.float32).reshape(1, 3, 1, 1) / std
+def normalise_rgb(rgb: Tensor, colour: Tensor) -> Tensor:
+    """[B,h,w,3] rgb in 0..255 + colour offsets [B,3] (0..1 units) -> float32 [B,3,h,w]:
+    offset added, clipped to [0, 255], normalised with BP-Net's statistics (float32, in this
+    order: x + 255 offset, clip, x (1 / std), - mean / std)."""
+    out = rgb.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+    out += (colour.to(torch.float32) * 255.0)[:, :, None, None]
+    out.clamp_(0.0, 255.0)
+    std = torch.tensor(RGB_STD, dtype=torch.float32, device=out.device)
+    mean = torch.tensor(RGB_MEAN, dtype=torch.float32, device=out.device)
+    out *= (1.0 / std)[None, :, None, None]
+    out -= (mean / std)[None, :, None, None]
     return out
 
 
-def _stack_maps(samples: Sequence[Sample], name: str) -> np.ndarray:
-    return np.stack([getattr(s, name) for s in samples])[:, None]
+def depth_metres(depth: Tensor) -> Tensor:
+    """Depth in float32 metres: uint16 maps are in KITTI's stored units (m x 256, exact)."""
+    if depth.dtype == torch.uint16:
+        return depth.to(torch.float32) / DEPTH_SCALE
+    return depth
 
 
-def _tensor(array: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, np.float32))
+def _stack_maps(samples: Sequence[Sample], name: str) -> Tensor:
+    maps = [getattr(s, name) for s in samples]
+    if len({m.dtype for m in maps}) > 1:
+        raise ValueError(f"a batch mixes {name} dtypes {sorted({str(m.dtype) for m in maps})}")
+    return torch.from_numpy(np.stack(maps)).unsqueeze(1)
 
 
-def collate(samples: Sequence[Sample], offsets: Sequence[np.ndarray] | None = None,
-            epoch: int = 0, index: int = 0) -> Batch:
-    """Stack samples (with their rgb colour offsets, default none) into a Batch; ``teacher``
-    is stacked when every sample has one, else None."""
+def stack(samples: Sequence[Sample], offsets: Sequence[np.ndarray] | None = None,
+          epoch: int = 0, index: int = 0) -> Batch:
+    """Stack samples (with their rgb colour offsets, default none) into a *raw* Batch (see
+    :class:`Batch`; one copy of the pixels, dtypes kept); ``teacher`` is stacked when every
+    sample has one, else None."""
     offsets = offsets if offsets is not None else [np.zeros(3, np.float32)] * len(samples)
     with_teacher = [s.teacher is not None for s in samples]
     if any(with_teacher) and not all(with_teacher):
         raise ValueError("a batch mixes samples with and without teacher maps")
-    teacher = _tensor(_stack_maps(samples, "teacher")) if all(with_teacher) else None
-    return Batch(rgb=_tensor(rgb_tensor([s.rgb for s in samples], offsets)),
-                 sparse=_tensor(_stack_maps(samples, "sparse")),
-                 target=_tensor(_stack_maps(samples, "target")),
-                 K=_tensor(np.stack([s.K for s in samples])),
-                 keys=tuple(s.key for s in samples), epoch=epoch, index=index, teacher=teacher)
+    teacher = _stack_maps(samples, "teacher").float() if all(with_teacher) else None
+    return Batch(rgb=torch.from_numpy(np.stack([s.rgb for s in samples])),
+                 sparse=_stack_maps(samples, "sparse"), target=_stack_maps(samples, "target"),
+                 K=torch.from_numpy(np.stack([s.K for s in samples]).astype(np.float32)),
+                 keys=tuple(s.key for s in samples), epoch=epoch, index=index, teacher=teacher,
+                 colour=torch.from_numpy(np.stack(offsets).astype(np.float32)))
+
+
+def collate(samples: Sequence[Sample], offsets: Sequence[np.ndarray] | None = None,
+            epoch: int = 0, index: int = 0) -> Batch:
+    """:func:`stack`, finished where it runs (see :meth:`Batch.finish`)."""
+    return stack(samples, offsets, epoch, index).finish()
 
 
 def collate_items(items: Sequence[Item]) -> Batch:
-    """The ``collate_fn`` of map-style datasets: their items of one batch -> a Batch."""
+    """The ``collate_fn`` of map-style datasets (stage 2: KITTI, NYUv2): their items of one
+    batch -> a finished Batch (finished in the loader, on the CPU)."""
     return collate([i.sample for i in items], [i.colour for i in items], items[0].epoch,
                    items[0].batch)
 
@@ -147,6 +185,7 @@ def collate_items(items: Sequence[Item]) -> Batch:
 def pad_batch(batch: Batch, hw: tuple[int, int]) -> Batch:
     """Zero-pad every map of a batch symmetrically to ``hw`` (rgb in normalised units, i.e.
     with the mean colour); the principal points move with the padding."""
+    batch = batch.finish()
     h, w = batch.sparse.shape[-2:]
     top, left = (hw[0] - h) // 2, (hw[1] - w) // 2
     if top < 0 or left < 0:

@@ -16,7 +16,7 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from train.datasets.augment import AugmentConfig, augment, center_crop
-from train.datasets.sample import Batch, collate
+from train.datasets.sample import Batch, stack
 from train.datasets.sampling import StreamPlan, epoch_order, sample_rng, single_thread
 from train.datasets.shard_reader import ShardReader
 from train.datasets.store_index import StoreIndex
@@ -32,7 +32,9 @@ class StreamConfig:
 
 
 class StoreStream(IterableDataset[Batch]):
-    """Infinite stream of augmented training batches for one rank (see module docstring)."""
+    """Infinite stream of augmented training batches for one rank (see module docstring):
+    raw batches (uint8 rgb, uint16 depth crops, pending colour offsets), finished on the
+    training device by the engine's ``batch.to(device)`` (:meth:`Batch.finish`)."""
 
     def __init__(
         self, index: StoreIndex, plan: StreamPlan, cfg: StreamConfig, start_batch: int = 0
@@ -64,7 +66,7 @@ class StoreStream(IterableDataset[Batch]):
             sample, colour = augment(sample, self.cfg.crop, self.cfg.augment, rng)
             samples.append(sample)
             offsets.append(colour)
-        return collate(samples, offsets, epoch, number)
+        return stack(samples, offsets, epoch, number)
 
 
 def train_loader(
@@ -86,7 +88,8 @@ def val_batches(
     world_size: int = 1,
     max_samples: int = 0,
 ) -> Iterator[Batch]:
-    """Centre-cropped, unaugmented batches of this rank's part of the held-out shards."""
+    """Centre-cropped, unaugmented raw batches (finished by ``.to(device)``) of this rank's
+    part of the held-out shards."""
     order = epoch_order(index.shards, index.counts, 0, 0, shuffle_shards=0)
     if max_samples > 0:
         order = order[:max_samples]
@@ -97,4 +100,4 @@ def val_batches(
             center_crop(reader.sample(int(s), int(o)), crop)
             for s, o in mine[start : start + batch_size]
         ]
-        yield collate(samples)
+        yield stack(samples)

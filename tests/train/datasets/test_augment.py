@@ -12,6 +12,7 @@ from train.datasets.augment import (
     bottom_center_crop,
     brightness_contrast,
     center_crop,
+    frame_lidar,
     gamma,
     grey,
     hflip,
@@ -19,6 +20,8 @@ from train.datasets.augment import (
     lidar_noise,
     parse_crop,
     pca_jitter,
+    pca_noise,
+    pixel_subsample,
     random_crop,
     released_pca_jitter,
 )
@@ -289,3 +292,33 @@ def test_dmd3cpp_augmentation_keeps_maps_consistent() -> None:
     kept = out.sparse > 0
     noisy_or_clipped = out.sparse[kept] - np.minimum(before[kept], 200.0)  # clipped at 200 m
     assert np.abs(noisy_or_clipped).max() < 0.8  # noise of 0.1 m, no swaps
+
+
+@pytest.mark.parametrize(("flip", "window"), [(False, (slice(None), slice(None))),
+                                              (True, (slice(3, 40), slice(5, 70)))])
+def test_pca_noise_samples_the_pixels_of_the_reshaped_view(flip: bool, window: tuple) -> None:
+    """The subsample equals ``rgb.reshape(-1, 3)[::len // 4096]`` (the formula before the copy
+    was avoided) on crops and flipped views, so the offset is bit-identical."""
+    frame = np.random.default_rng(3).integers(0, 256, (48, 200, 3), dtype=np.uint8)
+    view = (frame[:, ::-1] if flip else frame)[window]
+    flat = view.reshape(-1, 3)
+    step = max(1, len(flat) // 4096)
+    np.testing.assert_array_equal(pixel_subsample(view), flat[::step])
+    data = flat[::step].astype(np.float64) / 255.0
+    rng = np.random.default_rng(9)
+    weights = rng.standard_normal(3) * 0.1
+    e_vals, e_vecs = np.linalg.eigh(np.cov(data.T))
+    want = (np.sqrt(np.clip(e_vals, 0, None)) * e_vecs * weights).sum(axis=1).astype(np.float32)
+    np.testing.assert_array_equal(pca_noise(view, np.random.default_rng(9), 0.1), want)
+
+
+def test_lidar_ops_on_stored_units_equal_those_on_metres() -> None:
+    rng = np.random.default_rng(4)
+    stored = rng.integers(1, 20000, (40, 64), dtype=np.uint16)
+    stored[rng.random(stored.shape) < 0.8] = 0
+    metres = stored.astype(np.float32) / np.float32(256)
+    cfg = AugmentConfig(lidar_dropout_prob=1.0, lidar_noise_prob=0.5)
+    got = frame_lidar(stored, cfg, np.random.default_rng(1))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, frame_lidar(metres, cfg, np.random.default_rng(1)))
+    assert not np.array_equal(got, metres)

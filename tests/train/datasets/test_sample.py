@@ -5,20 +5,41 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from train.datasets.sample import Sample, collate, pad_batch, rgb_tensor
+from train.datasets.sample import Sample, collate, pad_batch, stack
 from train.model.inputs import RGB_MEAN, RGB_STD
 
 
-def test_rgb_tensor_matches_the_reference_formula() -> None:
+def test_finished_rgb_matches_the_reference_formula() -> None:
     rng = np.random.default_rng(0)
     rgbs = [rng.integers(0, 256, (4, 6, 3), dtype=np.uint8) for _ in range(2)]
     offsets = [np.array([0.3, -0.2, 0.0], np.float32), np.zeros(3, np.float32)]
-    got = rgb_tensor(rgbs, offsets)
+    maps = np.zeros((4, 6), np.float32)
+    got = collate([Sample(r, maps, maps, np.eye(3, dtype=np.float32), "k") for r in rgbs],
+                  offsets).rgb.numpy()
     for rgb, offset, out in zip(rgbs, offsets, got, strict=True):
         jittered = np.clip(rgb / 255.0 + offset, 0, 1) * 255.0
         expected = ((jittered - np.array(RGB_MEAN)) / np.array(RGB_STD)).transpose(2, 0, 1)
         np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_raw_batch_keeps_the_loader_dtypes_and_finishes_on_the_way_to_a_device() -> None:
+    depth = np.array([[0, 1, 256, 65535]], np.uint16)
+    sample = Sample(np.full((1, 4, 3), 7, np.uint8), depth, depth[:, ::-1],
+                    np.eye(3, dtype=np.float32), "k")
+    raw = stack([sample], [np.array([0.5, 0.0, -0.5], np.float32)])
+    assert raw.raw and raw.rgb.dtype == torch.uint8 and raw.rgb.shape == (1, 1, 4, 3)
+    assert raw.sparse.dtype == torch.uint16 and raw.sparse.shape == (1, 1, 1, 4)
+    done = raw.to("cpu")
+    assert not done.raw and done.finish() is done
+    np.testing.assert_array_equal(done.sparse[0, 0, 0].numpy(), [0, 1 / 256, 1, 65535 / 256])
+    np.testing.assert_array_equal(done.target[0, 0, 0].numpy(), [65535 / 256, 1, 1 / 256, 0])
+    rgb = np.clip(np.array([7 + 127.5, 7, 7 - 127.5]), 0, 255)
+    np.testing.assert_allclose(done.rgb[0, :, 0, 0].numpy(),
+                               (rgb - np.array(RGB_MEAN)) / np.array(RGB_STD), rtol=1e-6)
+    with pytest.raises(ValueError, match="mixes sparse dtypes"):
+        stack([sample, Sample(sample.rgb, depth.astype(np.float32), depth, sample.K, "f")])
 
 
 def test_collate_shapes_and_keys() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_schemas import StoreError, StoreInfo, StoreLayout, create_store
+from data_schemas import SampleStore, StoreError, StoreInfo, StoreLayout, create_store
 from train.datasets import (
     AugmentConfig,
     ShardReader,
@@ -19,10 +19,15 @@ from train.datasets import (
     StoreStream,
     StreamConfig,
     StreamPlan,
+    augment,
+    sample_rng,
     train_loader,
     val_batches,
 )
+from train.datasets.sample import Sample
+from train.datasets.shard_reader import TRAIN_ARRAYS
 from train.datasets.synthetic import write_synthetic_store
+from train.model.inputs import RGB_MEAN, RGB_STD
 
 HW = (64, 96)
 CROP = (32, 64)
@@ -112,8 +117,12 @@ def test_batches_are_deterministic_and_resumable(store_url: str) -> None:
     assert fingerprint(full) == fingerprint(list(islice(iter(stream(store_url)), 14)))
     resumed = list(islice(iter(stream(store_url, start=9)), 5))
     assert fingerprint(resumed) == fingerprint(full[9:])
-    batch = full[0]
-    assert batch.rgb.shape == (2, 3, *CROP) and batch.rgb.dtype == torch.float32
+    raw = full[0]
+    assert raw.raw and raw.rgb.shape == (2, *CROP, 3) and raw.rgb.dtype == torch.uint8
+    assert raw.sparse.dtype == raw.target.dtype == torch.uint16
+    batch = raw.to("cpu")
+    assert not batch.raw and batch.rgb.shape == (2, 3, *CROP)
+    assert batch.rgb.dtype == batch.sparse.dtype == torch.float32
     assert batch.sparse.shape == batch.target.shape == (2, 1, *CROP)
     assert batch.K.shape == (2, 3, 3)
 
@@ -141,8 +150,48 @@ def test_validation_batches_split_over_ranks(store_url: str) -> None:
     assert val is not None
     keys = [k for rank in range(3) for b in val_batches(val, CROP, 3, rank, 3) for k in b.keys]
     assert keys == [k for shard_keys in val.keys for k in shard_keys]
-    first = next(val_batches(val, CROP, 3))
+    first = next(val_batches(val, CROP, 3)).to("cpu")
     assert first.rgb.shape == (3, 3, *CROP)
     assert np.isfinite(first.rgb.numpy()).all()
     limited = [k for b in val_batches(val, CROP, 4, max_samples=5) for k in b.keys]
     assert len(limited) == 5
+
+
+def _per_sample_collate(samples: list[Sample], offsets: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The loader's batch before raw batches, transcribed: float32 metres read from the store,
+    rgb + 255 x offset, clipped, x (1 / std) - mean / std in float32 numpy."""
+    rgb = np.stack([s.rgb for s in samples]).transpose(0, 3, 1, 2).astype(np.float32)
+    rgb = np.clip(rgb + np.stack(offsets).astype(np.float32)[:, :, None, None] * 255.0, 0, 255)
+    std = np.asarray(RGB_STD, np.float32)[None, :, None, None]
+    mean = np.asarray(RGB_MEAN, np.float32)[None, :, None, None]
+    rgb = rgb * (np.float32(1.0) / std) - mean / std
+    return {"rgb": rgb, "sparse": np.stack([s.sparse for s in samples])[:, None],
+            "target": np.stack([s.target for s in samples])[:, None],
+            "K": np.stack([s.K for s in samples])}
+
+
+def test_raw_batches_finish_to_exactly_the_per_sample_float_path(store_url: str) -> None:
+    """Same seeds, same draws: stored uint16 crops finished as a batch equal the float32
+    per-sample path bit for bit (every step is exact in float32)."""
+    index, store = StoreIndex.open(store_url), SampleStore.open(store_url)
+    where = {k: (s, o) for s, keys in zip(index.shards, index.keys, strict=True)
+             for o, k in enumerate(keys)}
+    jittered = 0
+    for raw in islice(iter(stream(store_url)), 12):
+        got = raw.to("cpu")
+        samples, offsets = [], []
+        for key in raw.keys:
+            shard, offset = where[key]
+            row = store.read_rows(shard, offset, offset + 1, TRAIN_ARRAYS)
+            sample = Sample(row["rgb"][0], row["sparse_depth"][0], row["teacher_depth"][0],
+                            row["intrinsics"][0], key)
+            sample, colour = augment(sample, CROP, AugmentConfig(),
+                                     sample_rng(5, raw.epoch, key))
+            samples.append(sample)
+            offsets.append(colour)
+            jittered += bool(np.any(colour))
+        want = _per_sample_collate(samples, offsets)
+        for name, values in want.items():
+            assert getattr(got, name).dtype == torch.float32
+            np.testing.assert_array_equal(getattr(got, name).numpy(), values)
+    assert jittered > 0
