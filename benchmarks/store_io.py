@@ -40,10 +40,10 @@ from train.datasets import (
     StoreStream,
     StreamConfig,
     StreamPlan,
-    collate,
     train_loader,
 )
 from train.datasets.augment import augment
+from train.datasets.sample import Batch, stack
 from train.datasets.sampling import sample_rng
 
 HW = (352, 1216)
@@ -146,7 +146,8 @@ def folder_bytes(root: Path) -> int:
 
 # -- loading -----------------------------------------------------------------------------
 class PngFolder(Dataset):
-    """The usual KITTI-style loader: decode the three PNGs training needs, same augmentation."""
+    """The usual KITTI-style loader: decode the three PNGs training needs (depth kept in the
+    PNGs' uint16 1/256 m, like the store stream's), same augmentation, same raw batches."""
 
     def __init__(self, folders: list[Path], crop: tuple[int, int], aug: AugmentConfig) -> None:
         self.folders, self.crop, self.aug = folders, crop, aug
@@ -158,19 +159,19 @@ class PngFolder(Dataset):
         folder = self.folders[i]
         rgb = cv2.cvtColor(cv2.imread(str(folder / "rgb.png")), cv2.COLOR_BGR2RGB)
         sparse, teacher = (cv2.imread(str(folder / f"{n}.png"), cv2.IMREAD_UNCHANGED)
-                           .astype(np.float32) / 256.0 for n in ("sparse", "teacher"))
+                           for n in ("sparse", "teacher"))
         K = np.loadtxt(folder / "K.txt", dtype=np.float32)
         view = Sample(rgb, sparse, teacher, K, folder.name)
         return augment(view, self.crop, self.aug, sample_rng(0, 0, folder.name))
 
 
-def _collate_pairs(items: list[tuple[Sample, np.ndarray]]) -> object:
-    return collate([v for v, _ in items], [r for _, r in items])
+def _stack_pairs(items: list[tuple[Sample, np.ndarray]]) -> Batch:
+    return stack([v for v, _ in items], [r for _, r in items])
 
 
 def png_loader(folders: list[Path], crop: tuple[int, int], aug: AugmentConfig) -> DataLoader:
     return DataLoader(PngFolder(folders, crop, aug), batch_size=BATCH, shuffle=True,
-                      num_workers=0, collate_fn=_collate_pairs, drop_last=True)
+                      num_workers=0, collate_fn=_stack_pairs, drop_last=True)
 
 
 def store_loader(index: StoreIndex, crop: tuple[int, int], aug: AugmentConfig) -> DataLoader:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Self
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -145,11 +146,30 @@ def depth_metres(depth: Tensor) -> Tensor:
     return depth
 
 
+def stack_views(views: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.stack`` of equally shaped [H,W(,C)] views (crops, flips). A mirrored view (negative
+    column stride, from :func:`~train.datasets.augment.hflip`) of uint8 / uint16 / float32 is
+    copied by OpenCV's vectorised flip of its forward twin: numpy copies mirrored rgb 3 bytes
+    at a time, ~50x slower than a plain crop (measured: 2.3 vs 0.05 ms per 256x1216 crop)."""
+    out = np.empty((len(views), *views[0].shape), views[0].dtype)
+    for slot, view in zip(out, views, strict=True):
+        if view.shape != slot.shape:
+            raise ValueError(f"cannot stack maps of shapes {view.shape} and {slot.shape}")
+        if view.ndim >= 2 and view.strides[1] < 0 and view.dtype in _CV_FLIP_DTYPES:
+            cv2.flip(view[:, ::-1], 1, dst=slot)
+        else:
+            slot[...] = view
+    return out
+
+
+_CV_FLIP_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
 def _stack_maps(samples: Sequence[Sample], name: str) -> Tensor:
     maps = [getattr(s, name) for s in samples]
     if len({m.dtype for m in maps}) > 1:
         raise ValueError(f"a batch mixes {name} dtypes {sorted({str(m.dtype) for m in maps})}")
-    return torch.from_numpy(np.stack(maps)).unsqueeze(1)
+    return torch.from_numpy(stack_views(maps)).unsqueeze(1)
 
 
 def stack(samples: Sequence[Sample], offsets: Sequence[np.ndarray] | None = None,
@@ -162,7 +182,7 @@ def stack(samples: Sequence[Sample], offsets: Sequence[np.ndarray] | None = None
     if any(with_teacher) and not all(with_teacher):
         raise ValueError("a batch mixes samples with and without teacher maps")
     teacher = _stack_maps(samples, "teacher").float() if all(with_teacher) else None
-    return Batch(rgb=torch.from_numpy(np.stack([s.rgb for s in samples])),
+    return Batch(rgb=torch.from_numpy(stack_views([s.rgb for s in samples])),
                  sparse=_stack_maps(samples, "sparse"), target=_stack_maps(samples, "target"),
                  K=torch.from_numpy(np.stack([s.K for s in samples]).astype(np.float32)),
                  keys=tuple(s.key for s in samples), epoch=epoch, index=index, teacher=teacher,

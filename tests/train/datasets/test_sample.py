@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.datasets.sample import Sample, collate, pad_batch, stack
+from train.datasets.sample import Sample, collate, pad_batch, stack, stack_views
 from train.model.inputs import RGB_MEAN, RGB_STD
 
 
@@ -81,3 +81,15 @@ def test_pad_batch_keeps_the_camera() -> None:
     np.testing.assert_allclose(padded.K[0, :2, 2].numpy(), [2.5 + 2, 1.5 + 2])
     # a pixel keeps its ray: (u - cx) is unchanged by the shift
     assert float(padded.K[0, 0, 2]) - 2 == float(batch.K[0, 0, 2])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float16])
+def test_stack_views_equals_numpy_stack_on_crops_and_mirrored_crops(dtype: type) -> None:
+    frame = (np.random.default_rng(1).random((10, 37, 3)) * 200).astype(dtype)
+    mirrored, plain = frame[2:8, ::-1][:, 3:30], frame[1:7, 4:31]
+    for views in ([mirrored, plain], [plain, mirrored], [mirrored[..., 0], plain[..., 1]]):
+        got = stack_views(views)
+        assert got.dtype == np.dtype(dtype) and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, np.stack(views))
+    with pytest.raises(ValueError, match="cannot stack maps of shapes"):
+        stack_views([plain, plain[1:]])
