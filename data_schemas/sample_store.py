@@ -174,8 +174,16 @@ class SampleStore:
         stored = stored and self.specs[name].storage == "m/256"
         if (name, fast, stored) not in self._arrays:
             array = self._open_array(name, fast)
-            self._arrays[name, fast, stored] = _stored_view(array, fast) if stored else array
+            if stored:
+                array = _stored_view(array, fast, writes=not self.read_only)
+            self._arrays[name, fast, stored] = array
         return self._arrays[name, fast, stored]
+
+    def stored_array(self, name: str, fast: bool = True) -> zarr.Array[Any]:
+        """The array ``name`` in its stored units (``"m/256"`` depth: the uint16 metres x 256
+        on disk, see :func:`store_codecs.stored_metadata`; any other array as it is), through
+        the fast pipeline unless ``fast`` is false (same rules as :meth:`fast_array`)."""
+        return self._handle(name, fast=fast, stored=True)
 
     def _open_array(self, name: str, fast: bool) -> zarr.Array[Any]:
         try:
@@ -389,10 +397,10 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
-def _stored_view(array: zarr.Array[Any], fast: bool) -> zarr.Array[Any]:
-    """``array`` read in its stored units: the same shard objects and checksums, decoded
-    without the final scale filter (see :func:`store_codecs.stored_metadata`)."""
-    with codec_pipeline(fast=fast):
+def _stored_view(array: zarr.Array[Any], fast: bool, writes: bool) -> zarr.Array[Any]:
+    """``array`` in its stored units: the same shard objects and checksums, coded without
+    the scale filter (see :func:`store_codecs.stored_metadata`)."""
+    with codec_pipeline(fast=fast, writes=writes):
         metadata = ArrayV3Metadata.from_dict(stored_metadata(array.metadata.to_dict()))
         return Array(AsyncArray(metadata, array.store_path))
 

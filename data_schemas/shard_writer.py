@@ -54,13 +54,13 @@ def write_shard(store: SampleStore, shard: int, batch: Mapping[str, object],
 
 
 def _target(store: SampleStore, name: str, values: np.ndarray) -> Any:
-    """The array handle that writes ``values``: the fast (zarrs) one, except for a shard of
-    nothing but fill values (e.g. sparse maps without a single return), which zarrs leaves
-    unwritten whatever ``write_empty_chunks`` says (zarrs 0.2.3); zarr-python writes it, so
-    every committed shard has an object in every array."""
-    if values.dtype.kind in "OUT" or values.any():
-        return store.fast_array(name)
-    return store.array(name)
+    """The array handle that writes ``values`` (in stored units, see :func:`to_stored`): the
+    fast (zarrs) one, except for a shard of nothing but fill values (e.g. sparse maps without
+    a single return), which zarrs leaves unwritten whatever ``write_empty_chunks`` says
+    (zarrs 0.2.3); zarr-python writes it, so every committed shard has an object in every
+    array."""
+    fast = values.dtype.kind in "OUT" or bool(values.any())
+    return store.stored_array(name, fast=fast)
 
 
 def _batch_len(batch: Mapping[str, object]) -> int:

@@ -116,18 +116,21 @@ def _bitshuffle_zstd(typesize: int) -> BloscCodec:
 
 
 def to_stored(spec: ArraySpec, values: np.ndarray) -> np.ndarray:
-    """``values`` as the codecs expect them: ``m/256`` nonzero depths below one step are
-    raised to one step (1/256 m), so that no data point turns into "no data" (0). Returns
-    ``values`` itself when nothing changes (a copy otherwise)."""
+    """``values`` ``[n, ...]`` as the array stores them. ``m/256`` depth (float32 m, checked to
+    lie in [0, MAX_DEPTH_M]) -> uint16 floor(metres x 256 + 1/2) (halves rounded up, as zarrs'
+    ``fixedscaleoffset`` rounds: the bytes of a write through the filter), nonzero depths
+    below half a step raised to one step (no data point turns into "no data", 0); written
+    through :meth:`SampleStore.stored_array`. Other arrays: ``values`` itself."""
     if spec.storage != "m/256":
         return values
-    step = np.float32(1.0 / DEPTH_SCALE)
-    tiny = (values > 0) & (values < step)
-    if not tiny.any():
-        return values
-    raised = values.copy()
-    raised[tiny] = step
-    return raised
+    stored = np.empty(values.shape, np.uint16)
+    scaled = np.empty(values.shape[1:], np.float32)  # one sample at a time: stays in cache
+    for row, out in zip(values, stored, strict=True):
+        np.multiply(row, np.float32(DEPTH_SCALE), out=scaled)
+        scaled += np.float32(0.5)
+        np.copyto(out, scaled, casting="unsafe")  # truncation: the floor of a value >= 0
+        np.maximum(out, row > 0, out=out)
+    return stored
 
 
 @contextlib.contextmanager

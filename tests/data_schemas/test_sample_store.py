@@ -77,6 +77,27 @@ def test_stored_units_are_the_kitti_integers_of_the_depth_maps(tmp_path: Path) -
             assert stored[name].dtype == metres[name].dtype
 
 
+def test_depth_written_in_stored_units_has_the_bytes_of_a_write_through_the_filter(
+        tmp_path: Path) -> None:
+    """The writer quantises m/256 maps itself; zarr's fixedscaleoffset filter (halves up)
+    writing the float32 metres gives the very same shard objects."""
+    batch = make_batch(3, 4, "s0")
+    batch["teacher_depth"][0, 1, :3] = [2.5 / 256, 0.001, 65535 / 256]  # a half, a tiny, max
+    write_store(str(tmp_path / "a.zarr"), [0])
+    ours = SampleStore.open(tmp_path / "a.zarr", mode="r+")
+    write_shard(ours, 0, batch)
+    write_store(str(tmp_path / "b.zarr"), [0])
+    filtered = SampleStore.open(tmp_path / "b.zarr", mode="r+")
+    filtered.reopen_for_writes()  # the finished empty store was trimmed to 0 rows
+    for name in ("sparse_depth", "teacher_depth"):
+        values = np.asarray(batch[name]).copy()
+        values[(values > 0) & (values < 1 / 512)] = 1 / 256  # the documented raise
+        filtered.fast_array(name)[0:4] = values
+        a, b = (Path(s.location.root) / s.shard_key(name, 0) for s in (ours, filtered))
+        assert a.read_bytes() == b.read_bytes()
+    assert ours.read_shard(0, stored=True)["teacher_depth"][0, 1, :3].tolist() == [3, 1, 65535]
+
+
 def test_uncommitted_shard_is_invisible_and_flagged(tmp_path: Path) -> None:
     url = str(tmp_path / "s.zarr")
     write_store(url, [4, 4, 4])
