@@ -41,11 +41,11 @@ def bench_step(index: StoreIndex, size: tuple[int, int], steps: int) -> None:
     with tempfile.TemporaryDirectory() as run:
         trainer = Trainer(recipe, cfg.engine, cfg.optim, cfg.schedule, Path(run), ctx)
         batches = iter(recipe.make_batches(0))
-        trainer.train_step(next(batches))  # warm-up
+        trainer.train_step(next(batches).to(ctx.device))  # warm-up
         times = []
         for batch in islice(batches, steps):
             start = time.perf_counter()
-            trainer.train_step(batch)
+            trainer.train_step(batch.to(ctx.device))  # the engine's step: finish on the device
             times.append(time.perf_counter() - start)
     print(f"-- BP-Net training step on CPU ({torch.get_num_threads()} threads), batch 1, "
           f"{size[0]}x{size[1]}, fp32, AdamW + clip + EMA: median {np.median(times):.2f} s "

@@ -6,8 +6,13 @@ Used by ``bench_pretrain.py`` and ``bench_generate.py``; prints, in one run:
   two depth maps at 1/256 m like KITTI, the teacher output as a 16-bit PNG over its own
   range (it has no fixed unit), K / pose / key as text), same samples;
 * write ms per sample on one core: CPU time of ``write_shard`` (encode + checksum + commit);
-* loader samples/s in one process (DataLoader without workers), store stream vs PNG folder
-  with the same augmentation, 3 repeats: min / median / max, ratio of the medians;
+* loader samples/s in one process (DataLoader without workers, one thread each for torch,
+  OpenCV and zarr(s)), store stream vs PNG folder, 3 repeats: min / median / max, ratio of
+  the medians. Both loaders do the same per-sample work after decoding: the augmentation's
+  random crop, flip and PCA colour offset, then stack the raw batch (uint8 rgb, uint16 depth
+  at 1/256 m, pending offsets); the per-pixel float work (offset, clip, normalisation, depth
+  to float32 m: ``Batch.finish``) runs where training runs it, on the device after
+  ``batch.to(device)``, for both; its CPU cost is printed beside, in neither number;
 * the depth error of the store against the float32 values written (documented bound).
 
 Samples: the real KITTI frames of ``../shared/data/kitti_sample`` (rgb, cropped to the KITTI
@@ -27,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import zarr
 from torch.utils.data import DataLoader, Dataset
 
 from data_schemas import SampleStore, StoreInfo, StoreLayout, create_store, write_shard
@@ -193,6 +199,17 @@ def samples_per_s(make: Callable[[], DataLoader], samples: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def finish_ms(raw: Batch, repeats: int = 5) -> float:
+    """Best ms per sample of ``Batch.finish`` (jitter offset, clip, normalisation, depth to
+    float32 m) of one raw batch on one CPU core (training runs it on the device)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        raw.finish()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times) / raw.size
+
+
 def _spread(values: list[float]) -> str:
     return (f"min {min(values):6.1f} / median {statistics.median(values):6.1f} / max "
             f"{max(values):6.1f}")
@@ -233,12 +250,13 @@ def build(root: Path, num_samples: int) -> tuple[list[Path], float, dict[str, fl
 def run(num_samples: int = 128, repeats: int = 3, timed_samples: int = 128,
         crop: tuple[int, int] = (256, 1216)) -> dict[str, float]:
     """Print the store-vs-PNG table at 352 x 1216; return its numbers (one thread each for
-    torch and OpenCV while the loaders run, as in a DataLoader worker)."""
+    torch, OpenCV and zarr(s) while the loaders run, as in a DataLoader worker)."""
     threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     try:
-        return _run(num_samples, repeats, timed_samples, crop)
+        with zarr.config.set({"threading.max_workers": 1}):
+            return _run(num_samples, repeats, timed_samples, crop)
     finally:
         torch.set_num_threads(threads[0])
         cv2.setNumThreads(threads[1])
@@ -258,7 +276,9 @@ def _run(num_samples: int, repeats: int, timed_samples: int,
                                                 timed_samples))
             rates["png"].append(samples_per_s(lambda: png_loader(folders, crop, aug),
                                               timed_samples))
+        finish = finish_ms(next(iter(store_loader(index, crop, aug))))
     numbers = {
+        "finish_ms": finish,
         "store_bytes": store_bytes / num_samples, "png_bytes": png_bytes / num_samples,
         "write_ms": 1000 * write_cpu / num_samples,
         "store_rate": statistics.median(rates["store"]),
@@ -280,12 +300,14 @@ def _print(n: dict[str, float], rates: dict[str, list[float]], count: int,
           f"{'met' if ratio_size <= 1 else 'NOT met'})")
     print(f"   write          {n['write_ms']:6.1f} ms/sample CPU, one core  (target <= 25: "
           f"{'met' if n['write_ms'] <= 25 else 'NOT met'})")
-    print(f"   loader, one process, crop {crop[0]}x{crop[1]} + flip + PCA jitter, batches of "
-          f"{BATCH}, samples/s:")
+    print(f"   loader, one process, one thread: decode + crop {crop[0]}x{crop[1]} + flip + PCA "
+          f"offset, raw batches of {BATCH} (uint8 rgb, uint16 depth), samples/s:")
     print(f"     store       {_spread(rates['store'])}")
     print(f"     PNG folder  {_spread(rates['png'])}")
     print(f"     ratio of medians {ratio_rate:4.2f}x  (target >= 5: "
           f"{'met' if ratio_rate >= 5 else 'NOT met'})")
+    print(f"     + on the training device, both: Batch.finish (offset, clip, normalise, depth "
+          f"to m) {n['finish_ms']:.2f} ms/sample on one CPU core (not in the numbers above)")
     print(f"   depth error    sparse {n['error_sparse_depth'] * 1000:.3f} mm, teacher "
           f"{n['error_teacher_depth'] * 1000:.3f} mm (bound 1/512 m = 1.953 mm), teacher output "
           f"{n['error_teacher_output']:.2e} relative (bound 2^-11 = 4.88e-04); zeros exact, "
