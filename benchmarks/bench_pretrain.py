@@ -28,10 +28,10 @@ from train.datasets.synthetic import write_synthetic_store
 
 
 def bench_step(index: StoreIndex, size: tuple[int, int], steps: int) -> None:
-    from train.pretrain import PretrainConfig, build_recipe
-
     from train.engine import Trainer, init_distributed
     from train.engine.config import load_structured
+    from train.stage1.config import PretrainConfig
+    from train.stage1.recipe import build_recipe
 
     cfg = load_structured(PretrainConfig, [], [
         "engine.batch_size=1", f"data.crop=[{size[0]},{size[1]}]", "data.num_workers=0",
