@@ -132,7 +132,7 @@ def official_frames(root: Path, split: str) -> list[KittiFrame]:
     gt_root = _require_dir(root / "data_depth_annotated" / split, f"{split} ground truth")
     sparse_root = _require_dir(root / "data_depth_velodyne" / split, f"{split} LiDAR input")
     raw_root = _require_dir(root / "raw", "RGB images and calib_cam_to_cam.txt per date")
-    calib, frames, unpaired = _CalibCache(), [], []
+    calib, frames, unpaired = _CalibCache(), [], list[str]()
     for drive_dir in sorted(p for p in gt_root.iterdir() if p.is_dir()):
         for gt_dir in sorted((drive_dir / "proj_depth" / "groundtruth").glob("image_0[23]")):
             sparse_dir = sparse_root / drive_dir.name / "proj_depth" / "velodyne_raw" / gt_dir.name
@@ -146,7 +146,7 @@ def raw_layout_frames(root: Path) -> list[KittiFrame]:
     """Frames whose GT and sparse maps sit inside ``raw/<date>/<drive>/proj_depth``
     (unpaired ones left out with a warning, :func:`warn_unpaired`)."""
     raw_root = _require_dir(root / "raw", "raw drives with proj_depth maps")
-    calib, frames, unpaired = _CalibCache(), [], []
+    calib, frames, unpaired = _CalibCache(), [], list[str]()
     for gt_dir in sorted(raw_root.glob("*/*/proj_depth/groundtruth/image_0[23]")):
         drive_dir = gt_dir.parents[2]
         sparse_dir = drive_dir / "proj_depth" / "velodyne_raw" / gt_dir.name
