@@ -147,7 +147,12 @@ def complete_command(
     use_ema: Annotated[bool, typer.Option(
         "--ema/--no-ema", help="Use the checkpoint's EMA weights when it has them.")] = True,
 ) -> None:
-    """Complete depth for your own image + LiDAR: 16-bit PNG, .npy, colourised PNG (+ .ply)."""
+    """Complete depth for your own image + LiDAR: 16-bit PNG, .npy, colourised PNG (+ .ply).
+
+    The 16-bit PNG (metres x 256, KITTI's format) stops at 65535 / 256 = 255.996 m: deeper
+    pixels are clipped there, with a warning counting them; the .npy keeps the float
+    values. The colourised PNG has a colour bar in metres under it.
+    """
     from train.engine.distributed import parse_device
     from train.infer.complete import complete_frame, load_inputs
     from train.infer.predict import load_model
