@@ -65,7 +65,8 @@ def evaluate_command(
             raise ConfigError("--dataset nyu needs --nyu ROOT")
         files = find_nyu_files(nyu, "val")
         files = files[:limit] if limit else files
-        report = evaluate_nyu(load_model(ckpt, torch_device, use_ema), files, torch_device)
+        report = evaluate_nyu(load_model(ckpt, torch_device, use_ema), files, torch_device,
+                              progress=not as_json)
     elif dataset == "kitti":
         if kitti is None:
             raise ConfigError("--kitti ROOT is required (or --dataset nyu --nyu ROOT)")
