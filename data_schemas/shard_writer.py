@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -38,29 +37,32 @@ def write_shard(store: SampleStore, shard: int, batch: Mapping[str, object],
     if store.read_only:
         raise ValueError(f"{store.url}: opened read-only; open with mode='r+' to write shards")
     store.require_current_schema("writing shards")
-    padded = prepare_shard(store.specs, store.layout.shard_size, batch)
-    keys = tuple(str(k) for k in padded["key"][: _batch_len(batch)]) if batch else ()
+    arrays = prepare_shard(store.specs, store.layout.shard_size, batch)
+    keys = tuple(str(k) for k in arrays["key"])
     record = ShardRecord(shard, keys, tuple(skipped), dict(extra or {}))
     store.location.delete(record_name(shard))
     store.reopen_for_writes()
     for name in store.specs:
         store.delete_shard(name, shard)
-    rows = store.layout.shard_rows(shard)
-    for name, values in padded.items():
-        _target(store, name, values)[rows] = values
+    first = store.layout.shard_rows(shard).start
+    for name, values in arrays.items():
+        _write_rows(store, name, shard, slice(first, first + len(values)), values)
     store.location.write_bytes_atomic(record_name(shard), record.to_json())
     store.finish()
     return record
 
 
-def _target(store: SampleStore, name: str, values: np.ndarray) -> Any:
-    """The array handle that writes ``values``: the fast (zarrs) one, except for a shard of
-    nothing but fill values (e.g. sparse maps without a single return), which zarrs leaves
-    unwritten whatever ``write_empty_chunks`` says (zarrs 0.2.3); zarr-python writes it, so
-    every committed shard has an object in every array."""
-    if values.dtype.kind in "OUT" or values.any():
-        return store.fast_array(name)
-    return store.array(name)
+def _write_rows(store: SampleStore, name: str, shard: int, rows: slice,
+                values: np.ndarray) -> None:
+    """Write the samples' rows of ``name`` (the rows after them are never encoded: they read
+    as fill values). zarrs (0.2.3) leaves a shard of fill values only (e.g. sparse maps
+    without a single return) unwritten whatever ``write_empty_chunks`` says; zarr-python
+    then writes it, so every committed shard with samples has an object in every array."""
+    if rows.start == rows.stop:
+        return
+    store.fast_array(name)[rows] = values
+    if not store.shard_exists(name, shard):
+        store.array(name)[rows] = values
 
 
 def _batch_len(batch: Mapping[str, object]) -> int:
@@ -69,12 +71,12 @@ def _batch_len(batch: Mapping[str, object]) -> int:
 
 def prepare_shard(specs: Mapping[str, ArraySpec], shard_size: int,
                   batch: Mapping[str, object]) -> dict[str, np.ndarray]:
-    """Check ``batch`` against the schema and pad every array to ``shard_size`` rows.
-
-    An empty mapping is an empty shard (every input skipped): all rows hold fill values.
-    """
+    """Check ``batch`` against the schema; every array as stored (``[n, ...]``, n <=
+    ``shard_size``), ``valid`` added. The rows after the ``n`` samples are not written: they
+    hold fill values (``valid`` False). An empty mapping is an empty shard (every input
+    skipped): nothing to write."""
     if not batch:
-        return {name: _pad(spec, _empty(spec), 0, shard_size) for name, spec in specs.items()}
+        return {name: _empty(spec) for name, spec in specs.items()}
     missing = sorted(set(specs) - set(batch) - {"valid"})
     unknown = sorted(set(batch) - set(specs))
     if missing or unknown:
@@ -85,7 +87,7 @@ def prepare_shard(specs: Mapping[str, ArraySpec], shard_size: int,
         raise ValueError(f"{count} samples do not fit a shard of {shard_size}")
     _check_keys(np.asarray(batch["key"]).reshape(-1))
     full = {**batch, "valid": np.ones(count, bool)} if "valid" in specs else batch
-    return {name: _pad(spec, np.asarray(full[name]), count, shard_size)
+    return {name: _as_stored(spec, np.asarray(full[name]), count)
             for name, spec in specs.items()}
 
 
@@ -102,28 +104,17 @@ def _check_keys(keys: Sequence[str] | np.ndarray) -> None:
         raise ValueError("sample keys in a shard must be unique")
 
 
-def _pad(spec: ArraySpec, values: np.ndarray, count: int, shard_size: int) -> np.ndarray:
+def _as_stored(spec: ArraySpec, values: np.ndarray, count: int) -> np.ndarray:
     if values.shape != (count, *spec.sample_shape):
         raise ValueError(f"array {spec.name!r}: shape {values.shape} != expected "
                          f"{(count, *spec.sample_shape)}")
     if spec.dtype == "str":
-        out = np.full(shard_size, "", dtype=object)
-        out[:count] = [str(v) for v in values]
-        return out
-    return _pad_numeric(spec, values, count, shard_size)
-
-
-def _pad_numeric(spec: ArraySpec, values: np.ndarray, count: int,
-                 shard_size: int) -> np.ndarray:
+        return np.array([str(v) for v in values], dtype=object)
     target = spec.numpy_dtype
     if not np.can_cast(values.dtype, target, casting="same_kind"):
         raise ValueError(f"array {spec.name!r}: dtype {values.dtype} cannot be stored as {target}")
     _check_values(spec, values)
-    if count == shard_size:  # a full shard: no padded copy
-        return to_stored(spec, np.ascontiguousarray(values, dtype=target))
-    out = np.full((shard_size, *spec.sample_shape), spec.fill_value, dtype=target)
-    out[:count] = values
-    return to_stored(spec, out)
+    return to_stored(spec, np.ascontiguousarray(values, dtype=target))
 
 
 def _check_values(spec: ArraySpec, values: np.ndarray) -> None:

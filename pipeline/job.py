@@ -69,6 +69,8 @@ def run_generate(cfg: GenerateConfig, session: RaySession | None = None) -> Gene
         existing = existing_store(cfg, job.layout, job.items, job.spec, job.sensor)
         if existing is not None and not existing.pending_shards:
             log.info("%s: complete with this config; nothing to do", cfg.store)
+            if existing.num_rows != existing.finished_rows:  # killed between commit and trim
+                SampleStore.open(cfg.store, mode="r+").finish()
             summary = GenerateSummary(cfg.store, len(job.plans), len(job.plans),
                                       up_to_date=True)
         else:

@@ -117,6 +117,25 @@ def test_a_map_without_a_single_return_is_stored_and_read_back(tmp_path: Path) -
     validate(url)
 
 
+def _chunks_in_shard(path: Path, chunks: int) -> int:
+    """Inner chunks present in a zarr v3 shard object: its index (at the end, before the
+    index's crc32c) holds (offset, nbytes) uint64 pairs, both 2^64 - 1 for an absent chunk."""
+    index = np.frombuffer(path.read_bytes()[-(16 * chunks + 4):-4], dtype="<u8")
+    return int(np.count_nonzero(index.reshape(chunks, 2)[:, 0] != np.iinfo(np.uint64).max))
+
+
+def test_rows_after_the_samples_are_never_encoded(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.zarr")
+    store = create_store(url, StoreLayout(HEIGHT, WIDTH, 2, 4), StoreInfo())
+    write_shard(store, 0, make_batch(3, 2, "half"))  # 2 of 4 rows
+    write_shard(store, 1, make_batch(4, 4, "full"))
+    for name in ("rgb", "teacher_depth", "key"):
+        assert _chunks_in_shard(tmp_path / "s.zarr" / store.shard_key(name, 0), 4) == 2
+        assert _chunks_in_shard(tmp_path / "s.zarr" / store.shard_key(name, 1), 4) == 4
+    rows = SampleStore.open(url).read_shard(0)
+    assert rows["rgb"].shape[0] == 2 and rows["valid"].all()
+
+
 def test_empty_shard_commits_with_skip_reasons(tmp_path: Path) -> None:
     url = str(tmp_path / "s.zarr")
     store = create_store(url, StoreLayout(HEIGHT, WIDTH, 2, 4), StoreInfo())

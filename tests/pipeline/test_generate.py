@@ -126,8 +126,13 @@ def test_complete_store_returns_without_starting_ray(reference, corpus, tmp_path
         raise AssertionError("Ray was started for a complete store")
 
     monkeypatch.setattr(RaySession, "_connect", classmethod(no_ray))
+    grown = SampleStore.open(store, mode="r+")  # as if killed between the last commit and
+    grown.reopen_for_writes()                   # the trim: arrays at full capacity
+    assert grown.num_rows == grown.layout.capacity > grown.finished_rows
     summary = run_generate(tiny_config(store, corpus[0]))
     assert summary.up_to_date and summary.shards_resumed == 5 and summary.shards_written == 0
+    trimmed = SampleStore.open(store)
+    assert trimmed.num_rows == trimmed.finished_rows  # the no-op re-run finished the store
     assert summary.samples_in_store == 9 and len(summary.skipped) == 5
     assert summary.skip_reasons() == reference[1].skip_reasons()
     with pytest.raises(ValueError, match=r"generator\.seed.*--overwrite"):  # still checked

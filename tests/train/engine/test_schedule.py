@@ -18,6 +18,12 @@ def torch_one_cycle(total: int, peak: float, pct: float, div: float, final_div: 
         opt, max_lr=peak, total_steps=total, pct_start=pct, div_factor=div,
         final_div_factor=final_div, anneal_strategy=anneal, base_momentum=0.85,
         max_momentum=0.95)
+    return run_schedule(opt, sched, total)
+
+
+def run_schedule(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+                 total: int) -> tuple[list[float], list[float]]:
+    """The lr and beta1 torch's scheduler gives at each of ``total`` optimizer steps."""
     lrs, betas = [], []
     for step in range(total):
         lrs.append(opt.param_groups[0]["lr"])
@@ -70,13 +76,7 @@ def test_noise_equals_the_released_noise_lr() -> None:
     sched = NoisyOneCycle(opt, max_lr=peak, total_steps=total, pct_start=0.1, div_factor=40.0,
                           final_div_factor=0.1, anneal_strategy="cos", base_momentum=0.85,
                           max_momentum=0.9, noise_pct=0.1)
-    lrs, betas = [], []
-    for step in range(total):
-        lrs.append(opt.param_groups[0]["lr"])
-        betas.append(opt.param_groups[0]["betas"][0])
-        opt.step()
-        if step < total - 1:
-            sched.step()
+    lrs, betas = run_schedule(opt, sched, total)
     table = one_cycle(total, peak, ScheduleConfig(max_momentum=0.9, noise_pct=0.1))
     np.testing.assert_allclose(table.lr, lrs, rtol=1e-12, atol=0)
     np.testing.assert_allclose(table.beta1, betas, rtol=1e-12, atol=0)  # noise: lr only
