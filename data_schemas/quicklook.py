@@ -17,11 +17,27 @@ def colorize_depth(depth: np.ndarray, max_depth_m: float | None = None) -> np.nd
     if depth.ndim != 2:
         raise ValueError(f"depth must be [H,W], got shape {depth.shape}")
     valid = depth > 0
-    top = max_depth_m or (float(np.percentile(depth[valid], 99)) if valid.any() else 1.0)
+    top = depth_scale(depth, max_depth_m)
     scaled = np.clip(1.0 - depth / max(top, 1e-6), 0.0, 1.0)
     colour = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
     colour[~valid] = 0
     return np.ascontiguousarray(colour[..., ::-1])
+
+
+def depth_scale(depth: np.ndarray, max_depth_m: float | None = None) -> float:
+    """The depth (m) :func:`colorize_depth` shows in its coldest colour: ``max_depth_m``, or
+    the 99th percentile of the valid (> 0) pixels (1 m when there are none)."""
+    if max_depth_m:
+        return float(max_depth_m)
+    valid = depth[depth > 0]
+    return float(np.percentile(valid, 99)) if valid.size else 1.0
+
+
+def colorize_with_bar(depth: np.ndarray, max_depth_m: float | None = None) -> np.ndarray:
+    """:func:`colorize_depth` of ``depth`` with its :func:`colour_bar` (metres) under it:
+    [H + BAR_HEIGHT_PX, W, 3] uint8."""
+    top = depth_scale(depth, max_depth_m)
+    return np.concatenate([colorize_depth(depth, top), colour_bar(depth.shape[1], top)], axis=0)
 
 
 def dilate_sparse(depth: np.ndarray, radius_px: int = 2) -> np.ndarray:

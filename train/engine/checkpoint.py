@@ -41,6 +41,8 @@ from data_schemas.errors import CheckpointError, InputNotFoundError, TrainingErr
 from train.model.checkpoint import read_checkpoint
 
 FORMAT = "dmd3c.train_checkpoint/1"
+RESUME_KEYS = ("net", "optimizer", "scaler", "sampler", "rng", "step")
+"""The entries a resume reads (``ema`` too when the run has an EMA)."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -179,7 +181,20 @@ def load_payload(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputNotFoundError(f"{path}: no checkpoint to resume from")
     payload = read_checkpoint(path)
-    if payload.get("format") != FORMAT:
-        raise CheckpointError(path, f"not a dmd3c training checkpoint (format "
-                                    f"{payload.get('format')!r})")
+    found = payload.get("format")
+    if found is None:
+        raise CheckpointError(path, f"is not a dmd3c training checkpoint (no 'format' entry; "
+                                    f"keys: {', '.join(map(str, sorted(payload)))}), expected "
+                                    f"the last.pt of a dmd3c run: weights alone cannot resume a "
+                                    f"run; start a new one from them (finetune --init)")
+    if found != FORMAT:
+        raise CheckpointError(path, f"has format {found!r}, expected {FORMAT!r}: written by "
+                                    f"another dmd3c version; resume with that version or start "
+                                    f"a new run from its weights (finetune --init)")
+    missing = [key for key in RESUME_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(path, f"is a dmd3c training checkpoint without "
+                                    f"{', '.join(missing)}, expected all of "
+                                    f"{', '.join(RESUME_KEYS)}: the file is incomplete; resume "
+                                    f"from an earlier checkpoint (checkpoints/step-*.pt)")
     return payload

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -28,13 +29,45 @@ class _Outputs:
         from torch.utils.tensorboard import SummaryWriter  # imported only where it writes
 
         self.stack = ExitStack()
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+        log_path = run_dir / "train_log.jsonl"
+        if start_step:  # a resumed run: forget what a killed run logged after its checkpoint
+            truncate_log(log_path, start_step)
+        # purge_step: TensorBoard hides every older event at step >= start_step + 1
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1 if start_step
+                                    else None)
         self.stack.callback(self.writer.close)
-        self.log: IO[str] = self.stack.enter_context(open(run_dir / "train_log.jsonl", "a"))
+        self.log: IO[str] = self.stack.enter_context(open(log_path, "a"))
         self.bar = self.stack.enter_context(tqdm(
             total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
             disable=not progress, desc=name))
         self.stack.enter_context(logging_redirect_tqdm())
+
+
+def truncate_log(path: Path, last_step: int) -> int:
+    """Keep the lines of the JSONL log ``path`` whose ``step`` is at most ``last_step`` (the
+    step a run resumes from), atomically (a temporary file renamed over it); a line a killed
+    run left half-written is dropped too. Returns the number of lines dropped."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(line) <= last_step]
+    if len(kept) == len(lines):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(line if line.endswith("\n") else line + "\n" for line in kept))
+    os.replace(tmp, path)
+    logger.info("%s: dropped %d line(s) logged after step %d (the step this run resumes "
+                "from)", path, len(lines) - len(kept), last_step)
+    return len(lines) - len(kept)
+
+
+def _logged_step(line: str) -> float:
+    """The ``step`` of one log line; inf for a line that is not a complete record."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return float("inf")
+    return float(step) if isinstance(step, int | float) else float("inf")
 
 
 class Monitor:

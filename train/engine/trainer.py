@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from data_schemas.errors import ConfigError, TrainingError
+from data_schemas.errors import CheckpointError, ConfigError, TrainingError
 from train.engine import checkpoint as ckpt
 from train.engine.checks import check_engine
 from train.engine.config import EngineConfig, OptimConfig, ScheduleConfig
@@ -35,7 +35,7 @@ from train.engine.monitor import Monitor
 from train.engine.param_groups import param_groups
 from train.engine.recipe import B, Recipe
 from train.engine.schedule import ScheduleTable, one_cycle
-from train.model.checkpoint import read_checkpoint
+from train.model.checkpoint import first_mismatch, mismatch_message, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class Trainer(Generic[B]):
             weight_decay=optim.weight_decay)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self._fp16)
         payload = ckpt.load_payload(resume_from) if resume_from else None
-        if payload is not None:
-            self._load_state(payload)
+        if payload is not None and resume_from is not None:
+            self._load_state(payload, resume_from)
             self.state.best = min(self.state.best, _saved_best(run_dir / "best.pt"))
         self.net = self._wrap_ddp(self.model)
         _seed_everything(engine.seed + 1000 * ctx.rank + 1)
@@ -107,11 +107,16 @@ class Trainer(Generic[B]):
         return DistributedDataParallel(model, device_ids=ids,
                                        find_unused_parameters=self.cfg.find_unused_parameters)
 
-    def _load_state(self, payload: dict[str, Any]) -> None:
-        self.model.load_state_dict(payload["net"])
+    def _load_state(self, payload: dict[str, Any], path: Path) -> None:
+        _load_exactly(self.model, payload["net"], path)
         if self.ema is not None and payload.get("ema") is not None:
-            self.ema.module.load_state_dict(payload["ema"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+            _load_exactly(self.ema.module, payload["ema"], path)
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except ValueError as err:
+            raise CheckpointError(path, f"has optimizer state that does not fit this run's "
+                                        f"parameters ({err}): was it written with another "
+                                        f"model or optim settings?") from None
         self.scaler.load_state_dict(payload["scaler"])
         sampler = payload["sampler"]
         self.state = RunState(int(payload["step"]), int(sampler["next_batch"]),
@@ -397,6 +402,15 @@ def _saved_best(path: Path) -> float:
     if not path.is_file():
         return math.inf
     return float(read_checkpoint(path, mmap=True).get("best_metric_ema", math.inf))
+
+
+def _load_exactly(module: nn.Module, state: dict[str, Tensor], path: Path) -> None:
+    """``module.load_state_dict(state)`` (strict); a CheckpointError naming the first
+    mismatching key when the names or shapes differ."""
+    problem = first_mismatch(module.state_dict(), state)
+    if problem is not None:
+        raise CheckpointError(path, mismatch_message(module, problem))
+    module.load_state_dict(state)
 
 
 def _seed_everything(seed: int) -> None:

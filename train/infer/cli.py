@@ -65,7 +65,8 @@ def evaluate_command(
             raise ConfigError("--dataset nyu needs --nyu ROOT")
         files = find_nyu_files(nyu, "val")
         files = files[:limit] if limit else files
-        report = evaluate_nyu(load_model(ckpt, torch_device, use_ema), files, torch_device)
+        report = evaluate_nyu(load_model(ckpt, torch_device, use_ema), files, torch_device,
+                              progress=not as_json)
     elif dataset == "kitti":
         if kitti is None:
             raise ConfigError("--kitti ROOT is required (or --dataset nyu --nyu ROOT)")
@@ -147,7 +148,12 @@ def complete_command(
     use_ema: Annotated[bool, typer.Option(
         "--ema/--no-ema", help="Use the checkpoint's EMA weights when it has them.")] = True,
 ) -> None:
-    """Complete depth for your own image + LiDAR: 16-bit PNG, .npy, colourised PNG (+ .ply)."""
+    """Complete depth for your own image + LiDAR: 16-bit PNG, .npy, colourised PNG (+ .ply).
+
+    The 16-bit PNG (metres x 256, KITTI's format) stops at 65535 / 256 = 255.996 m: deeper
+    pixels are clipped there, with a warning counting them; the .npy keeps the float
+    values. The colourised PNG has a colour bar in metres under it.
+    """
     from train.engine.distributed import parse_device
     from train.infer.complete import complete_frame, load_inputs
     from train.infer.predict import load_model

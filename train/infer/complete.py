@@ -5,13 +5,15 @@ Inputs: an RGB image; its sparse depth as a 16-bit PNG (metres x 256) or a float
 calibration; a calibration file giving K (raw ``calib_cam_to_cam.txt`` with
 ``calib_velo_to_cam.txt`` beside it, a KITTI object ``calib/*.txt``, or a 9-number
 intrinsics txt). Outputs in ``OUT`` (``<stem>`` = the image's file stem):
-``<stem>_depth.png`` (uint16, metres x 256), ``<stem>_depth.npy`` (float32 metres),
-``<stem>_depth_color.png`` (colourised) and, with ``ply``, ``<stem>.ply`` (coloured
-point cloud in the camera frame, via open3d).
+``<stem>_depth.png`` (uint16, metres x 256: depth beyond its ceiling of 65535 / 256 =
+255.996 m is clipped to it, with a warning counting the pixels), ``<stem>_depth.npy`` (float32
+metres, untouched), ``<stem>_depth_color.png`` (colourised, with a colour bar in metres under
+it) and, with ``ply``, ``<stem>.ply`` (coloured point cloud in the camera frame, via open3d).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +23,18 @@ from torch import nn
 
 from data_schemas.errors import InputError
 from data_schemas.geometry import unproject
-from data_schemas.quicklook import colorize_depth, write_png
+from data_schemas.quicklook import colorize_with_bar, write_png
 from train.datasets.kitti.calib import CameraCalib, load_camera_calib, project_lidar
-from train.datasets.kitti.io import read_rgb, read_sparse_input, read_velodyne_bin, write_depth_png
+from train.datasets.kitti.io import (
+    MAX_DEPTH_PNG_M,
+    read_rgb,
+    read_sparse_input,
+    read_velodyne_bin,
+    write_depth_png,
+)
 from train.infer.predict import predict_depth
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,8 +91,21 @@ def complete_frame(model: nn.Module, inputs: CompletionInputs, out: Path, stem: 
              "color": out / f"{stem}_depth_color.png"}
     write_depth_png(paths["png"], depth)
     np.save(paths["npy"], depth)
-    write_png(paths["color"], colorize_depth(depth, max_depth_m))
+    warn_clipped(depth, paths["png"], paths["npy"])
+    write_png(paths["color"], colorize_with_bar(depth, max_depth_m))
     if ply:
         paths["ply"] = out / f"{stem}.ply"
         write_point_cloud(paths["ply"], depth, inputs.rgb, inputs.K)
     return paths
+
+
+def warn_clipped(depth: np.ndarray, png: Path, npy: Path) -> int:
+    """Warn when ``depth`` (m) exceeds the 16-bit PNG ceiling (:data:`MAX_DEPTH_PNG_M`) that
+    ``png`` was clipped to; returns the number of clipped pixels."""
+    clipped = int(np.count_nonzero(depth > MAX_DEPTH_PNG_M))
+    if clipped:
+        logger.warning("%s: %d of %d pixels (%.2f %%) predicted beyond %.3f m, the 16-bit PNG "
+                       "ceiling (65535 / 256), were clipped to it; %s holds the untouched "
+                       "float values (up to %.1f m)", png, clipped, depth.size,
+                       100.0 * clipped / depth.size, MAX_DEPTH_PNG_M, npy, float(depth.max()))
+    return clipped

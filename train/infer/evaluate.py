@@ -112,10 +112,11 @@ def evaluate_kitti(model: nn.Module, frames: Sequence[KittiFrame], device: torch
 
 
 def nyu_file_metrics(model: nn.Module, files: Sequence[Path], device: torch.device,
-                     seed: int = 0) -> list[NyuMetrics]:
-    """NYUv2 metrics of each file's evaluation sample (sparse points fixed per file)."""
+                     seed: int = 0, progress: bool = False) -> list[NyuMetrics]:
+    """NYUv2 metrics of each file's evaluation sample (sparse points fixed per file);
+    ``progress`` shows a tqdm bar on stderr."""
     per_image = []
-    for path in files:
+    for path in tqdm(files, desc="evaluate", unit="frame", disable=not progress):
         sample = load_nyu_sample(path, seed)
         pred = predict_depth(model, sample.rgb, sample.sparse, sample.K, device)
         per_image.append(nyu_metrics(pred, sample.target))
@@ -123,8 +124,9 @@ def nyu_file_metrics(model: nn.Module, files: Sequence[Path], device: torch.devi
 
 
 def evaluate_nyu(model: nn.Module, files: Sequence[Path], device: torch.device,
-                 seed: int = 0) -> dict[str, object]:
-    """NYUv2 metrics (RMSE m, REL, delta) averaged over files: {"frames", "metrics"}."""
-    per_image = nyu_file_metrics(model, files, device, seed)
+                 seed: int = 0, progress: bool = False) -> dict[str, object]:
+    """NYUv2 metrics (RMSE m, REL, delta) averaged over files: {"frames", "metrics"}
+    (``progress``: a tqdm bar on stderr)."""
+    per_image = nyu_file_metrics(model, files, device, seed, progress)
     mean = mean_nyu_metrics(per_image)
     return {"frames": len(per_image), "dataset": "nyu", "metrics": vars(mean).copy()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,15 @@ def first_mismatch(expected: Mapping[str, Tensor], found: Mapping[str, Tensor]) 
     return None
 
 
+def mismatch_message(model: nn.Module, problem: str) -> str:
+    """The refusal of a state dict that does not fit ``model`` (``problem``: see
+    :func:`first_mismatch`)."""
+    count = len(model.state_dict())
+    return (f"does not match the model: {problem}; expected the {count} tensors of "
+            f"{type(model).__name__} with the same names and shapes: is it a checkpoint of "
+            f"another network?")
+
+
 def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
                     mmap: bool = False) -> dict[str, Any]:
     """The top-level dict of a checkpoint file (``torch.load(weights_only=True)``).
@@ -103,11 +113,51 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
                 raise
             payload = torch.load(path, weights_only=True, map_location=map_location)
     except Exception as err:  # torch raises several types for foreign or truncated files
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
-        raise CheckpointError(path, f"not a PyTorch checkpoint ({first})") from None
+        raise CheckpointError(path, why_unreadable(path, err)) from None
     if not isinstance(payload, dict):
-        raise CheckpointError(path, f"expected a dict checkpoint, got {type(payload).__name__}")
+        raise CheckpointError(path, f"holds a {type(payload).__name__}, expected a dict of "
+                                    f"state dicts ({{'net': ..., 'epoch': ...}}) as torch.save "
+                                    f"of a BP-Net/DMD3C checkpoint writes")
     return payload
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def why_unreadable(path: Path, err: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed with ``err``: what the file holds,
+    what was expected and what to do, in one line (torch's own messages span paragraphs)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    text = str(err)
+    if size == 0:
+        return ("is empty (0 bytes), expected a file written by torch.save: the save was "
+                "interrupted; use an earlier checkpoint")
+    if head.startswith(_ZIP_MAGIC) and "central directory" in text:
+        return (f"is truncated or damaged ({size} bytes; the zip directory at its end is "
+                f"missing), expected a complete torch.save file: the save or the copy was "
+                f"interrupted; copy it again or use an earlier checkpoint")
+    refused = _REFUSED_GLOBAL.search(text)
+    if "Weights only load failed" in text and refused:
+        return (f"holds a pickled Python object ({refused.group(1)}), expected only tensors "
+                f"and plain containers: dmd3c loads checkpoints with weights_only=True and "
+                f"never runs code from a file; where you trust it, re-save just the weights: "
+                f"torch.save({{'net': model.state_dict()}}, path)")
+    return (f"is not a PyTorch checkpoint ({_content_kind(head)}, {size} bytes), expected a "
+            f"file written by torch.save")
+
+
+def _content_kind(head: bytes) -> str:
+    """What the first bytes of a file suggest it is."""
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array"
+    if head.startswith(_ZIP_MAGIC):
+        return "a zip archive without torch's layout"
+    if head[:1] == b"\x80":
+        return "a plain Python pickle"
+    return f"starts with {head!r}"
 
 
 def parse_weights(weights: str) -> Weights:
@@ -142,7 +192,9 @@ def load_checkpoint(
     if key in WEIGHTS:
         key = pick_weights(payload, key)
     if key not in payload or not isinstance(payload[key], Mapping):
-        raise CheckpointError(path, f"no state dict under {key!r}; keys are {sorted(payload)}")
+        raise CheckpointError(path, f"has no state dict under {key!r} (its keys: "
+                                    f"{', '.join(map(str, sorted(payload)))}), expected one as in "
+                                    f"released BP-Net/DMD3C files {{'net': ..., 'epoch': ...}}")
     fresh = model is None
     if model is None:
         with torch.device("meta"):  # no initialisation work: every tensor comes from the file
@@ -150,7 +202,7 @@ def load_checkpoint(
     state = _strip_module_prefix(payload[key])
     problem = first_mismatch(model.state_dict(), state)
     if problem is not None:
-        raise CheckpointError(path, f"does not match the model: {problem}")
+        raise CheckpointError(path, mismatch_message(model, problem))
     model.load_state_dict(state, strict=True, assign=fresh)
     extra = {name: value for name, value in payload.items() if name not in OFFICIAL_KEYS}
     epoch = int(payload.get("epoch", 0))

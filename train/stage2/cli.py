@@ -37,8 +37,7 @@ def finetune_command(
                        "{'net': ...} file to start from.", show_default=False)] = "",
     out: Annotated[Path, typer.Option(
         "--out", help="Run directory: config.yaml, last.pt, best.pt (best validation "
-                      "RMSE), tb/ (TensorBoard).",
-        show_default=False)] = Path("runs/finetune"),
+                      "RMSE), tb/ (TensorBoard).")] = Path("runs/finetune"),
     overrides: Annotated[list[str] | None, typer.Argument(
         metavar="[KEY=VALUE]...",
         help="Config overrides (OmegaConf dotlist), e.g. engine.steps=100 "

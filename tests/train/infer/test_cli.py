@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from data_schemas.quicklook import BAR_HEIGHT_PX
 from tests.train.cli_helpers import StubNet, run_cli
 from tests.train.datasets.kitti.fixtures import (
     DATE,
@@ -97,7 +98,7 @@ def test_complete_on_the_raw_frame_with_its_scan(ckpt: Path, tmp_path: Path,
     np.testing.assert_allclose(read_depth_png(out / f"{FRAME}_depth.png"),
                                np.clip(depth, 0, 65535 / 256), atol=1 / 256)
     with Image.open(out / f"{FRAME}_depth_color.png") as colour:
-        assert colour.mode == "RGB" and colour.size == (1242, 375)
+        assert colour.mode == "RGB" and colour.size == (1242, 375 + BAR_HEIGHT_PX)
     assert (out / f"{FRAME}.ply").stat().st_size > 1000
     for kind in ("png", "npy", "color", "ply"):
         assert f"{kind}: " in stdout

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -125,5 +128,81 @@ def test_the_reader_names_missing_and_foreign_files(tmp_path: Path) -> None:
         read_checkpoint(tmp_path / "none.pt")
     (tmp_path / "text.pt").write_text("not a checkpoint")
     for mmap in (False, True):
-        with pytest.raises(CheckpointError, match="text.pt: not a PyTorch checkpoint"):
+        with pytest.raises(CheckpointError, match=r"text.pt: is not a PyTorch checkpoint "
+                           r"\(starts with b'not a ch', 16 bytes\), expected a file written by "
+                           r"torch.save$"):
             read_checkpoint(tmp_path / "text.pt", mmap=mmap)
+
+
+class _RunsCode:
+    """Pickles as a call that would create the folder ``marker`` when unpickled without
+    weights_only."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def _truncated(path: Path) -> str:
+    torch.save({"net": small_net().state_dict()}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return f"is truncated or damaged ({len(data) // 2} bytes; the zip directory"
+
+
+def _empty(path: Path) -> str:
+    path.write_bytes(b"")
+    return "is empty (0 bytes), expected a file written by torch.save"
+
+
+def _code(path: Path) -> str:
+    torch.save({"net": small_net().state_dict(), "x": _RunsCode(path.with_name("ran"))}, path)
+    return f"holds a pickled Python object ({os.mkdir.__module__}.mkdir), expected only tensors"
+
+
+def _module(path: Path) -> str:
+    torch.save({"net": small_net()}, path)  # the module object, not its state dict
+    return "holds a pickled Python object (torch.nn.modules.container.Sequential), expected"
+
+
+def _numpy(path: Path) -> str:
+    with open(path, "wb") as handle:
+        np.save(handle, np.zeros(3))
+    size = path.stat().st_size
+    return f"is not a PyTorch checkpoint (a NumPy .npy array, {size} bytes), expected a file"
+
+
+def _pickle(path: Path) -> str:
+    path.write_bytes(pickle.dumps({"net": 1}, protocol=4))
+    return "is not a PyTorch checkpoint (a plain Python pickle, "
+
+
+@pytest.mark.parametrize("make", [_truncated, _empty, _code, _module, _numpy, _pickle])
+def test_unreadable_files_are_refused_in_one_line_saying_why(tmp_path: Path, make) -> None:
+    path = tmp_path / "model.pt"
+    found = make(path)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {found}"), message
+    assert "\n" not in message and "\x1b" not in message
+    assert not (tmp_path / "ran").exists()  # the pickled call was refused, never run
+
+
+def test_refusals_of_the_content_say_what_was_expected(tmp_path: Path) -> None:
+    path = tmp_path / "x.pth"
+    torch.save({"model": {}, "step": 3}, path)
+    with pytest.raises(CheckpointError, match=r"has no state dict under 'net' \(its keys: model, "
+                       r"step\), expected one as in released BP-Net/DMD3C files"):
+        load_checkpoint(path, model=small_net())
+    state = small_net().state_dict()
+    state["0.weight"] = torch.zeros(4, 3, 5, 5)
+    torch.save({"net": state}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, model=small_net())
+    assert str(info.value) == (
+        f"{path}: does not match the model: key '0.weight' has shape (4, 3, 5, 5), model has "
+        f"(4, 3, 3, 3); expected the 7 tensors of Sequential with the same names and shapes: is "
+        f"it a checkpoint of another network?")

@@ -13,6 +13,7 @@ from data_schemas.errors import InputError, InputNotFoundError
 DEPTH_SCALE = 256.0
 """KITTI depth PNG value per metre."""
 MAX_DEPTH_PNG_M = 65535 / DEPTH_SCALE
+"""The deepest a KITTI depth PNG can hold: 255.996 m (deeper values are clipped to it)."""
 
 
 def read_depth_png(path: str | os.PathLike[str]) -> np.ndarray:

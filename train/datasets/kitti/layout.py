@@ -12,11 +12,13 @@ Split ``raw`` reads the same maps kept inside the raw drives instead
 (``raw/<date>/<drive>/proj_depth/{groundtruth,velodyne_raw}/image_0x/<frame>.png``): every
 frame that has a ground-truth map there.
 
-Frames are paired by name, never by sorted position, so a missing file is named.
+Frames are paired by name, never by sorted position, so a missing file is named; a
+ground-truth frame without its velodyne_raw map is left out with one warning (count, names).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -27,6 +29,8 @@ import numpy as np
 
 from data_schemas.errors import InputError, InputNotFoundError
 from train.datasets.kitti.calib import parse_intrinsics_txt, raw_camera_calib
+
+logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "selval", "test", "raw")
 SELVAL_DIR = "val_selection_cropped"
@@ -103,13 +107,13 @@ class _CalibCache:
 
 
 def _drive_frames(root: Path, drive: str, camera_dir: str, gt_dir: Path, sparse_dir: Path,
-                  raw_root: Path, calib: _CalibCache) -> list[KittiFrame]:
-    """Frames of one drive and camera; every GT frame needs its sparse map and image."""
+                  raw_root: Path, calib: _CalibCache, unpaired: list[str]) -> list[KittiFrame]:
+    """Frames of one drive and camera. A GT frame without its velodyne_raw map (the input) is
+    left out and its name added to ``unpaired``; one without its image is an error."""
     gts, sparse = _pngs(gt_dir), _pngs(sparse_dir) if sparse_dir.is_dir() else {}
     where = f"{drive} {camera_dir}"
-    missing = _missing(gts, sparse)
-    if missing:
-        raise _count_error(where, len(gts), "velodyne_raw", len(sparse), missing)
+    unpaired += [f"{drive}/{camera_dir}/{stem}" for stem in _missing(gts, sparse)]
+    gts = {stem: gt for stem, gt in gts.items() if stem in sparse}
     date = _date_of(drive)
     image_dir = raw_root / date / drive / camera_dir / "data"
     images = _pngs(image_dir) if image_dir.is_dir() else {}
@@ -123,29 +127,44 @@ def _drive_frames(root: Path, drive: str, camera_dir: str, gt_dir: Path, sparse_
 
 
 def official_frames(root: Path, split: str) -> list[KittiFrame]:
-    """``train`` / ``val`` frames of the official layout."""
+    """``train`` / ``val`` frames of the official layout (unpaired ones left out with a
+    warning, :func:`warn_unpaired`)."""
     gt_root = _require_dir(root / "data_depth_annotated" / split, f"{split} ground truth")
     sparse_root = _require_dir(root / "data_depth_velodyne" / split, f"{split} LiDAR input")
     raw_root = _require_dir(root / "raw", "RGB images and calib_cam_to_cam.txt per date")
-    calib, frames = _CalibCache(), []
+    calib, frames, unpaired = _CalibCache(), [], list[str]()
     for drive_dir in sorted(p for p in gt_root.iterdir() if p.is_dir()):
         for gt_dir in sorted((drive_dir / "proj_depth" / "groundtruth").glob("image_0[23]")):
             sparse_dir = sparse_root / drive_dir.name / "proj_depth" / "velodyne_raw" / gt_dir.name
             frames += _drive_frames(root, drive_dir.name, gt_dir.name, gt_dir, sparse_dir,
-                                    raw_root, calib)
+                                    raw_root, calib, unpaired)
+    warn_unpaired(f"{root} ({split})", unpaired, len(frames))
     return frames
 
 
 def raw_layout_frames(root: Path) -> list[KittiFrame]:
-    """Frames whose GT and sparse maps sit inside ``raw/<date>/<drive>/proj_depth``."""
+    """Frames whose GT and sparse maps sit inside ``raw/<date>/<drive>/proj_depth``
+    (unpaired ones left out with a warning, :func:`warn_unpaired`)."""
     raw_root = _require_dir(root / "raw", "raw drives with proj_depth maps")
-    calib, frames = _CalibCache(), []
+    calib, frames, unpaired = _CalibCache(), [], list[str]()
     for gt_dir in sorted(raw_root.glob("*/*/proj_depth/groundtruth/image_0[23]")):
         drive_dir = gt_dir.parents[2]
         sparse_dir = drive_dir / "proj_depth" / "velodyne_raw" / gt_dir.name
         frames += _drive_frames(root, drive_dir.name, gt_dir.name, gt_dir, sparse_dir,
-                                raw_root, calib)
+                                raw_root, calib, unpaired)
+    warn_unpaired(f"{root} (raw)", unpaired, len(frames))
     return frames
+
+
+def warn_unpaired(where: str, unpaired: list[str], kept: int, shown: int = 10) -> None:
+    """One warning for every groundtruth frame left out for lack of its velodyne_raw map,
+    with their count and (the first ``shown`` of) their names."""
+    if not unpaired:
+        return
+    names = ", ".join(unpaired[:shown]) + (f" and {len(unpaired) - shown} more"
+                                           if len(unpaired) > shown else "")
+    logger.warning("%s: skipped %d groundtruth frame(s) without a velodyne_raw map (no LiDAR "
+                   "input), using the other %d: %s", where, len(unpaired), kept, names)
 
 
 def _flat_frames(root: Path, folder: str, with_gt: bool) -> list[KittiFrame]:

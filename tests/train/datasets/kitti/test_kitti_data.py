@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -89,11 +90,29 @@ def test_test_split_has_no_gt(tmp_path: Path) -> None:
     assert load_sample(frames[0]).target.max() == 0
 
 
-def test_raw_layout_names_the_frames_without_sparse_input() -> None:
+def test_raw_layout_skips_the_frames_without_sparse_input_with_one_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
     require_sample()
-    with pytest.raises(ValueError, match=r"image_02: 3 groundtruth frames but 1 velodyne_raw.*"
-                                         r"0000000050, 0000000100"):
-        find_frames(SAMPLE, "raw")
+    with caplog.at_level(logging.WARNING, logger="train.datasets.kitti.layout"):
+        frames = find_frames(SAMPLE, "raw")
+    assert [f.name for f in frames] == [f"{DRIVE}/image_02/{FRAME}", f"{DRIVE}/image_03/{FRAME}"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{SAMPLE} (raw): skipped 2 groundtruth frame(s) without a velodyne_raw map (no LiDAR "
+        f"input), using the other 2: {DRIVE}/image_02/0000000050, {DRIVE}/image_02/0000000100"]
+
+
+def test_official_layout_skips_a_frame_without_sparse_input(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = official_tree(tmp_path, ("train",))
+    (root / "data_depth_velodyne" / "train" / DRIVE / "proj_depth" / "velodyne_raw" /
+     "image_03" / f"{FRAME}.png").unlink()
+    with caplog.at_level(logging.WARNING, logger="train.datasets.kitti.layout"):
+        frames = find_frames(root, "train")
+    assert [f.name for f in frames] == [f"{DRIVE}/image_02/{FRAME}"]
+    assert len(caplog.records) == 1
+    assert caplog.records[0].getMessage().endswith(
+        f"skipped 1 groundtruth frame(s) without a velodyne_raw map (no LiDAR input), using the "
+        f"other 1: {DRIVE}/image_03/{FRAME}")
 
 
 def test_raw_layout_of_a_complete_drive(tmp_path: Path) -> None:
