@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -179,8 +180,11 @@ T = TypeVar("T")
 
 
 def single_thread(_: int) -> None:
-    """DataLoader ``worker_init_fn``: one torch thread per worker process."""
+    """DataLoader ``worker_init_fn``: one torch and one OpenCV thread per worker process (the
+    workers are the parallelism; an OpenCV thread pool left running when a worker exits
+    aborts it: "terminate called without an active exception")."""
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def plan_loader(dataset: Dataset[Any], plan: StreamPlan, start: int,
