@@ -14,6 +14,7 @@ from data_schemas.errors import ConfigError
 from tests.train.cli_helpers import run_cli
 from train.datasets.sample import Batch
 from train.engine import to_yaml
+from train.engine.checkpoint import make_payload
 from train.engine.param_groups import param_groups
 from train.losses.dmdpp import dmdpp_stage2_loss
 from train.losses.pixel import multiscale_loss
@@ -149,7 +150,9 @@ def test_recipe_from_config_file_and_conflicts(tmp_path: Path) -> None:
 
 def _saved_run(run: Path, config_text: str) -> None:
     run.mkdir(parents=True)
-    torch.save({"format": "dmd3c.train_checkpoint/1", "config": config_text}, run / "last.pt")
+    payload = make_payload(net={}, step=3, epoch=0, optimizer={}, scaler={}, sampler={},
+                           rng={}, config=config_text)  # a resume's entries, its saved config
+    torch.save(payload, run / "last.pt")
 
 
 def test_resume_takes_the_saved_recipe(tmp_path: Path) -> None:
