@@ -251,6 +251,9 @@ def run(num_samples: int = 128, repeats: int = 3, timed_samples: int = 128,
         crop: tuple[int, int] = (256, 1216)) -> dict[str, float]:
     """Print the store-vs-PNG table at 352 x 1216; return its numbers (one thread each for
     torch, OpenCV and zarr(s) while the loaders run, as in a DataLoader worker)."""
+    if num_samples < 2 * SHARD_SIZE:  # one shard stays decoded between passes: no decode timed
+        raise SystemExit(f"store_io: {num_samples} samples is one shard; use at least "
+                         f"{2 * SHARD_SIZE} so that the loader decodes every shard it reads")
     threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
