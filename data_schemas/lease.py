@@ -30,7 +30,6 @@ import logging
 import os
 import socket
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -40,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 
 from data_schemas.errors import StoreBusyError, StoreError
-from data_schemas.location import StoreLocation
+from data_schemas.location import StoreLocation, durable_temp
 
 LEASE_NAME = "lease.json"
 """The lease file, relative to the store root."""
@@ -282,17 +281,9 @@ def _busy_message(record: LeaseRecord) -> str:
 
 def _link_exclusive(target: str, data: bytes) -> bool:
     """Atomically create ``target`` holding ``data`` unless it exists (hard link)."""
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".lease-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, target)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with durable_temp(os.path.dirname(target), data, ".lease-") as tmp:
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+    return True

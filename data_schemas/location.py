@@ -7,8 +7,10 @@ store receives one PUT.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +28,22 @@ def _split_url(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         return LocalFileSystem(), str(local)
     fs, root = fsspec.core.url_to_fs(url)
     return fs, root.rstrip("/")
+
+
+@contextlib.contextmanager
+def durable_temp(folder: str, data: bytes, prefix: str) -> Iterator[str]:
+    """A temporary file in ``folder`` (created if needed) holding ``data``, flushed to disk;
+    yields its path, to rename or link into place. Removed on exit unless moved away."""
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        yield tmp
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -78,18 +96,8 @@ class StoreLocation:
         if not self.is_local:
             self.fs.pipe_file(target, data)
             return
-        folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+        with durable_temp(os.path.dirname(target), data, ".tmp-") as tmp:
             os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def delete(self, relative: str) -> None:
         target = self.path(relative)
