@@ -18,6 +18,8 @@ from torch import Tensor
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from data_schemas.location import durable_temp
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,9 +55,9 @@ def truncate_log(path: Path, last_step: int) -> int:
     kept = [line for line in lines if _logged_step(line) <= last_step]
     if len(kept) == len(lines):
         return 0
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(line if line.endswith("\n") else line + "\n" for line in kept))
-    os.replace(tmp, path)
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in kept)
+    with durable_temp(str(path.parent), text.encode(), f".{path.name}.") as tmp:
+        os.replace(tmp, path)
     logger.info("%s: dropped %d line(s) logged after step %d (the step this run resumes "
                 "from)", path, len(lines) - len(kept), last_step)
     return len(lines) - len(kept)
