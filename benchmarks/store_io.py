@@ -6,13 +6,20 @@ Used by ``bench_pretrain.py`` and ``bench_generate.py``; prints, in one run:
   two depth maps at 1/256 m like KITTI, the teacher output as a 16-bit PNG over its own
   range (it has no fixed unit), K / pose / key as text), same samples;
 * write ms per sample on one core: CPU time of ``write_shard`` (encode + checksum + commit);
-* loader samples/s in one process (DataLoader without workers, one thread each for torch,
-  OpenCV and zarr(s)), store stream vs PNG folder, 3 repeats: min / median / max, ratio of
-  the medians. Both loaders do the same per-sample work after decoding: the augmentation's
-  random crop, flip and PCA colour offset, then stack the raw batch (uint8 rgb, uint16 depth
-  at 1/256 m, pending offsets); the per-pixel float work (offset, clip, normalisation, depth
-  to float32 m: ``Batch.finish``) runs where training runs it, on the device after
-  ``batch.to(device)``, for both; its CPU cost is printed beside, in neither number;
+* loader samples/s in one process (DataLoader without workers, one thread each for torch
+  and OpenCV), store stream vs PNG folder, 3 repeats: min / median / max, ratio of the
+  medians; the store twice: as it runs by default (zarrs' decoder threads on every core,
+  the next shard read ahead on a background thread) and with the whole process pinned to
+  one core (one zarrs thread: per core, as in one DataLoader worker per core). The PNG
+  loader decodes on one thread either way (``cv2.imread`` of a PNG has no threads). Both
+  loaders do the same per-sample work after decoding: the augmentation's random crop, flip
+  and PCA colour offset, then stack the raw batch (uint8 rgb, uint16 depth at 1/256 m,
+  pending offsets); the per-pixel float work (offset, clip, normalisation, depth to float32
+  m: ``Batch.finish``) runs where training runs it, on the device after
+  ``batch.to(device)``, for both; its CPU cost is printed beside, in neither number. Each
+  loader is timed in its steady state, after one whole pass (a training run reads for
+  hours; a process's first shard reads cost 2-3x the later ones, measured: memory the
+  process touches first);
 * the depth error of the store against the float32 values written (documented bound).
 
 Samples: the real KITTI frames of ``../shared/data/kitti_sample`` (rgb, cropped to the KITTI
@@ -23,10 +30,12 @@ street-scene teacher output with smooth patch-level (14 px) variation like a ViT
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -185,12 +194,14 @@ def store_loader(index: StoreIndex, crop: tuple[int, int], aug: AugmentConfig) -
     return train_loader(StoreStream(index, plan, StreamConfig(crop, aug)), 0)
 
 
-def samples_per_s(make: Callable[[], DataLoader], samples: int) -> float:
-    """Samples/s over ``samples`` samples (whole passes), after one warm-up batch."""
+def samples_per_s(make: Callable[[], DataLoader], samples: int, warm_up: int) -> float:
+    """Samples/s over ``samples`` samples, after ``warm_up`` samples (one whole pass: the
+    steady state of a long run) from the same loader."""
     iterator = iter(make())
-    next(iterator)
-    start, seen = time.perf_counter(), 0
+    start, seen = 0.0, -warm_up
     while seen < samples:
+        if seen >= 0 and not start:
+            start = time.perf_counter()
         try:
             next(iterator)
             seen += BATCH
@@ -208,6 +219,32 @@ def finish_ms(raw: Batch, repeats: int = 5) -> float:
         raw.finish()
         times.append(time.perf_counter() - start)
     return 1000 * min(times) / raw.size
+
+
+@contextlib.contextmanager
+def one_core() -> Iterator[None]:
+    """Every thread of this process (and those it starts) on one CPU while inside: the
+    store's read-ahead thread and zarrs then share that core with the loader (per core)."""
+    tasks = Path("/proc/self/task")
+    if not hasattr(os, "sched_setaffinity") or not tasks.is_dir():
+        yield  # not Linux: unpinned
+        return
+    before = os.sched_getaffinity(0)
+    core = {min(before)}
+    threads = [int(t.name) for t in tasks.iterdir()]
+    for tid in threads:
+        os.sched_setaffinity(tid, core)
+    try:
+        yield
+    finally:
+        for tid in [int(t.name) for t in tasks.iterdir()]:
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setaffinity(tid, before)
+
+
+def _zarr_threads() -> int:
+    """zarr(s)' decoder threads as configured (default: every core)."""
+    return int(zarr.config.get("threading.max_workers") or os.cpu_count() or 1)
 
 
 def _spread(values: list[float]) -> str:
@@ -250,7 +287,8 @@ def build(root: Path, num_samples: int) -> tuple[list[Path], float, dict[str, fl
 def run(num_samples: int = 128, repeats: int = 3, timed_samples: int = 128,
         crop: tuple[int, int] = (256, 1216)) -> dict[str, float]:
     """Print the store-vs-PNG table at 352 x 1216; return its numbers (one thread each for
-    torch, OpenCV and zarr(s) while the loaders run, as in a DataLoader worker)."""
+    torch and OpenCV while the loaders run, as in a DataLoader worker; zarr(s) with its
+    default threads and with one)."""
     if num_samples < 2 * SHARD_SIZE:  # one shard stays decoded between passes: no decode timed
         raise SystemExit(f"store_io: {num_samples} samples is one shard; use at least "
                          f"{2 * SHARD_SIZE} so that the loader decodes every shard it reads")
@@ -258,8 +296,7 @@ def run(num_samples: int = 128, repeats: int = 3, timed_samples: int = 128,
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     try:
-        with zarr.config.set({"threading.max_workers": 1}):
-            return _run(num_samples, repeats, timed_samples, crop)
+        return _run(num_samples, repeats, timed_samples, crop)
     finally:
         torch.set_num_threads(threads[0])
         cv2.setNumThreads(threads[1])
@@ -272,19 +309,23 @@ def _run(num_samples: int, repeats: int, timed_samples: int,
         folders, write_cpu, errors = build(root, num_samples)
         store_bytes, png_bytes = folder_bytes(root / "store.zarr"), folder_bytes(root / "png")
         index = StoreIndex.open(root / "store.zarr")
-        rates: dict[str, list[float]] = {"store": [], "png": []}
+        rates: dict[str, list[float]] = {"store": [], "store_1": [], "png": []}
         aug = AugmentConfig()
         for _ in range(repeats):
             rates["store"].append(samples_per_s(lambda: store_loader(index, crop, aug),
-                                                timed_samples))
+                                                timed_samples, num_samples))
+            with zarr.config.set({"threading.max_workers": 1}), one_core():
+                rates["store_1"].append(samples_per_s(lambda: store_loader(index, crop, aug),
+                                                      timed_samples, num_samples))
             rates["png"].append(samples_per_s(lambda: png_loader(folders, crop, aug),
-                                              timed_samples))
+                                              timed_samples, num_samples))
         finish = finish_ms(next(iter(store_loader(index, crop, aug))))
     numbers = {
         "finish_ms": finish,
         "store_bytes": store_bytes / num_samples, "png_bytes": png_bytes / num_samples,
         "write_ms": 1000 * write_cpu / num_samples,
         "store_rate": statistics.median(rates["store"]),
+        "store_rate_1": statistics.median(rates["store_1"]),
         "png_rate": statistics.median(rates["png"]),
         **{f"error_{k}": v for k, v in errors.items()},
     }
@@ -303,12 +344,14 @@ def _print(n: dict[str, float], rates: dict[str, list[float]], count: int,
           f"{'met' if ratio_size <= 1 else 'NOT met'})")
     print(f"   write          {n['write_ms']:6.1f} ms/sample CPU, one core  (target <= 25: "
           f"{'met' if n['write_ms'] <= 25 else 'NOT met'})")
-    print(f"   loader, one process, one thread: decode + crop {crop[0]}x{crop[1]} + flip + PCA "
-          f"offset, raw batches of {BATCH} (uint8 rgb, uint16 depth), samples/s:")
-    print(f"     store       {_spread(rates['store'])}")
-    print(f"     PNG folder  {_spread(rates['png'])}")
+    ratio_core = n["store_rate_1"] / n["png_rate"]
+    print(f"   loader, one process, steady state: decode + crop {crop[0]}x{crop[1]} + flip + "
+          f"PCA offset, raw batches of {BATCH} (uint8 rgb, uint16 depth), samples/s:")
+    print(f"     store, {_zarr_threads()} zarrs threads + read-ahead  {_spread(rates['store'])}")
+    print(f"     store, pinned to one core         {_spread(rates['store_1'])}")
+    print(f"     PNG folder (one thread)           {_spread(rates['png'])}")
     print(f"     ratio of medians {ratio_rate:4.2f}x  (target >= 5: "
-          f"{'met' if ratio_rate >= 5 else 'NOT met'})")
+          f"{'met' if ratio_rate >= 5 else 'NOT met'}); per core {ratio_core:4.2f}x")
     print(f"     + on the training device, both: Batch.finish (offset, clip, normalise, depth "
           f"to m) {n['finish_ms']:.2f} ms/sample on one CPU core (not in the numbers above)")
     print(f"   depth error    sparse {n['error_sparse_depth'] * 1000:.3f} mm, teacher "

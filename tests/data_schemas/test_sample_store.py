@@ -77,6 +77,34 @@ def test_stored_units_are_the_kitti_integers_of_the_depth_maps(tmp_path: Path) -
             assert stored[name].dtype == metres[name].dtype
 
 
+def test_a_shard_decoded_into_given_buffers_equals_a_fresh_read(tmp_path: Path) -> None:
+    write_store(str(tmp_path / "s.zarr"), [4, 3, 4, 3])  # 1: 3 of 4 rows; 3: trimmed
+    store = SampleStore.open(tmp_path / "s.zarr")
+    names = ("rgb", "sparse_depth", "teacher_depth", "intrinsics")
+    for stored in (True, False):
+        buffers = {n: store.shard_buffer(n, stored=stored) for n in names}
+        for shard in (0, 1, 3, 0):  # the same buffers, shard after shard
+            for buffer in buffers.values():
+                buffer.fill(7 if buffer.dtype != np.float32 else np.nan)  # stale contents
+            fresh = store.read_shard(shard, names, stored=stored)
+            into = store.read_shard(shard, names, stored=stored, out=buffers)
+            for name in names:
+                assert into[name].dtype == fresh[name].dtype
+                np.testing.assert_array_equal(into[name], fresh[name])
+                assert np.shares_memory(into[name], buffers[name])
+                assert len(into[name]) == store.records[shard].count
+
+
+def test_buffers_that_cannot_hold_a_shard_are_refused(tmp_path: Path) -> None:
+    write_store(str(tmp_path / "s.zarr"), [4, 4])
+    store = SampleStore.open(tmp_path / "s.zarr")
+    good = store.shard_buffer("teacher_depth", stored=True)
+    assert good.shape == (4, 6, 10) and good.dtype == np.uint16
+    for bad in (good[:3], good.astype(np.float32), np.asfortranarray(good)):
+        with pytest.raises(ValueError, match="cannot hold a shard"):
+            store.read_shard(0, ("teacher_depth",), stored=True, out={"teacher_depth": bad})
+
+
 def test_depth_written_in_stored_units_has_the_bytes_of_a_write_through_the_filter(
         tmp_path: Path) -> None:
     """The writer quantises m/256 maps itself; zarr's fixedscaleoffset filter (halves up)

@@ -46,14 +46,38 @@ class StoreStream(IterableDataset[Batch]):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         reader = ShardReader(self.index, capacity=max(1, self.plan.shuffle_shards))
-        cached: tuple[int, np.ndarray] | None = None
+        shares: dict[int, np.ndarray] = {}
         number = self.start_batch + worker
         while True:
             epoch, j = self.plan.locate(number)
-            if cached is None or cached[0] != epoch:
-                cached = (epoch, self.plan.share(epoch))
-            yield self.build(reader, cached[1], epoch, j, number)
+            batch = self.build(reader, self._share(shares, epoch), epoch, j, number)
+            if not reader.reading_ahead:
+                ahead = self.next_shard(reader, shares, number, workers)
+                if ahead is not None:
+                    reader.prefetch(ahead)
+            yield batch
             number += workers
+
+    def _share(self, shares: dict[int, np.ndarray], epoch: int) -> np.ndarray:
+        """The epoch's share of this rank (the current and the next epoch kept)."""
+        if epoch not in shares:
+            shares[epoch] = self.plan.share(epoch)
+            for old in [e for e in shares if e < epoch - 1]:
+                del shares[old]
+        return shares[epoch]
+
+    def next_shard(self, reader: ShardReader, shares: dict[int, np.ndarray], number: int,
+                   step: int) -> int | None:
+        """The first shard that this worker's coming batches (``number + step``, ...; two
+        shards' worth of rows at most) read and ``reader`` does not hold: the one to read
+        ahead."""
+        horizon = max(1, 2 * self.index.shard_size // self.plan.batch_size)
+        for k in range(1, horizon + 1):
+            epoch, j = self.plan.locate(number + k * step)
+            for shard in self.plan.batch_rows(self._share(shares, epoch), j)[:, 0]:
+                if not reader.holds(int(shard)):
+                    return int(shard)
+        return None
 
     def build(
         self, reader: ShardReader, share: np.ndarray, epoch: int, j: int, number: int
@@ -66,7 +90,9 @@ class StoreStream(IterableDataset[Batch]):
             sample, colour = augment(sample, self.cfg.crop, self.cfg.augment, rng)
             samples.append(sample)
             offsets.append(colour)
-        return stack(samples, offsets, epoch, number)
+        batch = stack(samples, offsets, epoch, number)
+        reader.recycle()  # the batch holds copies: no view of an evicted shard is left
+        return batch
 
 
 def train_loader(
@@ -100,4 +126,6 @@ def val_batches(
             center_crop(reader.sample(int(s), int(o)), crop)
             for s, o in mine[start : start + batch_size]
         ]
-        yield stack(samples)
+        batch = stack(samples)
+        reader.recycle()
+        yield batch

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,6 +87,96 @@ def test_wrong_schema_version_is_refused(tmp_path: Path) -> None:
         StoreIndex.open(path)
 
 
+def test_evicted_shard_buffers_are_reused_only_after_recycle(store_url: str) -> None:
+    index = StoreIndex.open(store_url)
+    store = SampleStore.open(store_url)
+    reader = ShardReader(index, capacity=1)
+    first = reader.sample(0, 1)
+    kept = first.rgb.copy(), first.target.copy()
+    second = reader.shard(1)  # evicts shard 0: its buffers retire, the sample stays valid
+    third = reader.shard(2)  # no recycle yet: new memory, shard 0's sample untouched
+    np.testing.assert_array_equal(first.rgb, kept[0])
+    np.testing.assert_array_equal(first.target, kept[1])
+    assert not np.shares_memory(third["rgb"], first.rgb)
+    reader.recycle()  # shards 0 and 1 are gone: their buffers may be reused
+    again = reader.shard(0)
+    assert np.shares_memory(again["rgb"], first.rgb) or np.shares_memory(again["rgb"],
+                                                                         second["rgb"])
+    for shard, arrays in ((0, again), (2, reader.shard(2))):
+        want = store.read_shard(shard, TRAIN_ARRAYS, stored=True)
+        for name in TRAIN_ARRAYS:
+            np.testing.assert_array_equal(arrays[name], want[name])
+
+
+def test_the_stream_reads_shards_into_a_bounded_set_of_buffers(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+    reads: list[int] = []
+    make, read = SampleStore.shard_buffer, SampleStore.read_shard
+
+    def counted_make(self: SampleStore, name: str, stored: bool = False) -> np.ndarray:
+        made.append(name)
+        return make(self, name, stored)
+
+    def counted_read(self: SampleStore, shard: int, *args: Any, **kwargs: Any) -> dict:
+        reads.append(shard)
+        return read(self, shard, *args, **kwargs)
+
+    monkeypatch.setattr(SampleStore, "shard_buffer", counted_make)
+    monkeypatch.setattr(SampleStore, "read_shard", counted_read)
+    batches = list(islice(iter(stream(store_url)), 40))  # 80 samples of 22: 4 passes
+    # 2 shards cached (shuffle_shards) + one per sample of a batch (2) that starts a shard
+    assert len(made) <= (2 + 2) * len(TRAIN_ARRAYS) < len(reads) * len(TRAIN_ARRAYS)
+    monkeypatch.undo()
+    assert fingerprint(batches) == fingerprint(list(islice(iter(stream(store_url)), 40)))
+
+
+def _reads_by_thread(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
+    """(shard, thread name) of every shard a ShardReader decodes from now on."""
+    reads: list[tuple[int, str]] = []
+    original = ShardReader._read
+
+    def recorded(self: ShardReader, shard: int, buffers: dict) -> dict:
+        reads.append((shard, threading.current_thread().name))
+        return original(self, shard, buffers)
+
+    monkeypatch.setattr(ShardReader, "_read", recorded)
+    return reads
+
+
+def test_a_shard_read_ahead_is_decoded_on_the_background_thread(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _reads_by_thread(monkeypatch)
+    reader = ShardReader(StoreIndex.open(store_url), capacity=1)
+    reader.prefetch(2)
+    assert reader.holds(2) and reader.reading_ahead
+    reader.prefetch(3)  # one read ahead at a time
+    first = reader.shard(0)  # another shard meanwhile: read here, the read-ahead kept
+    arrays = reader.shard(2)
+    assert not reader.reading_ahead
+    assert [shard for shard, _ in reads] == [2, 0]
+    assert reads[0][1].startswith("shard-read-ahead") and reads[1][1] == "MainThread"
+    store = SampleStore.open(store_url)
+    for shard, got in ((0, first), (2, arrays)):
+        want = store.read_shard(shard, TRAIN_ARRAYS, stored=True)
+        for name in TRAIN_ARRAYS:
+            np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_the_stream_reads_ahead_and_gives_the_batches_of_plain_reads(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _reads_by_thread(monkeypatch)
+    ahead = list(islice(iter(stream(store_url)), 40))  # 80 samples of 22: 4 passes
+    background = [s for s, name in reads if name.startswith("shard-read-ahead")]
+    # one read ahead at a time: where a batch starts two shards, one is read here
+    assert len(background) > len(reads) / 2
+    monkeypatch.setattr(ShardReader, "prefetch", lambda self, shard: None)
+    assert fingerprint(ahead) == fingerprint(list(islice(iter(stream(store_url)), 40)))
+
+
 def test_corrupt_chunk_names_the_shard_and_the_sample(tmp_path: Path) -> None:
     path = tmp_path / "bad.zarr"
     write_synthetic_store(path, 8, HW, shard_size=4)
@@ -95,11 +187,14 @@ def test_corrupt_chunk_names_the_shard_and_the_sample(tmp_path: Path) -> None:
     data[offset:offset + 8] = b"\xde\xad\xbe\xef" * 2  # break sample 2's zstd frame header
     shard_file.write_bytes(bytes(data))
     index = StoreIndex.open(path)
-    reader = ShardReader(index)
-    reader.shard(0)  # healthy shard
-    with pytest.raises(StoreError, match=r"array 'teacher_depth', shard 1, sample "
-                                         r"'.*-0002\.png' \(row 6\): corrupt data"):
-        reader.shard(1)
+    for read_ahead in (False, True):
+        reader = ShardReader(index)
+        if read_ahead:
+            reader.prefetch(1)  # its error waits for the shard to be asked for
+        reader.shard(0)  # healthy shard
+        with pytest.raises(StoreError, match=r"array 'teacher_depth', shard 1, sample "
+                                             r"'.*-0002\.png' \(row 6\): corrupt data"):
+            reader.shard(1)
 
 
 def test_missing_shard_file_is_detected(tmp_path: Path) -> None:
