@@ -71,7 +71,9 @@ def candidates() -> dict[str, dict[str, dict[str, Any]]]:
             "m/256 shuffle zstd1": {"filters": [_u16()], "compressors": [_blosc("shuffle"), CRC]},
             "m/256 bitshuffle zstd1 (chosen)": {"filters": [_u16()],
                                                 "compressors": [_blosc("bitshuffle"), CRC]},
-            "m/256 shuffle zstd3": {"filters": [_u16()],
+            "m/256 shuffle blosc-zstd level 2": {
+                "filters": [_u16()], "compressors": [_blosc("shuffle", 2), CRC]},
+            "m/256 shuffle blosc-zstd level 3": {"filters": [_u16()],
                                     "compressors": [_blosc("shuffle", 3), CRC]},
             "m/256 delta zstd1 (zarr-python only)": {
                 "filters": [_u16(), Delta(dtype="<u2")], "compressors": [zstd1, CRC]},
@@ -81,7 +83,7 @@ def candidates() -> dict[str, dict[str, dict[str, Any]]]:
                 cname="zstd", clevel=1, shuffle="shuffle", typesize=4), CRC]},
             "float16 shuffle zstd1": {"compressors": [_blosc("shuffle"), CRC]},
             "float16 bitshuffle zstd1 (chosen)": {"compressors": [_blosc("bitshuffle"), CRC]},
-            "float16 shuffle zstd3": {"compressors": [_blosc("shuffle", 3), CRC]},
+            "float16 shuffle blosc-zstd level 3": {"compressors": [_blosc("shuffle", 3), CRC]},
         },
     }
 
