@@ -87,9 +87,17 @@ def test_wrong_schema_version_is_refused(tmp_path: Path) -> None:
         StoreIndex.open(path)
 
 
+def assert_shards_read_back(url: str, got: dict[int, dict[str, np.ndarray]]) -> None:
+    """``got[shard]`` equals that shard's training arrays read directly from the store."""
+    store = SampleStore.open(url)
+    for shard, arrays in got.items():
+        want = store.read_shard(shard, TRAIN_ARRAYS, stored=True)
+        for name in TRAIN_ARRAYS:
+            np.testing.assert_array_equal(arrays[name], want[name])
+
+
 def test_evicted_shard_buffers_are_reused_only_after_recycle(store_url: str) -> None:
     index = StoreIndex.open(store_url)
-    store = SampleStore.open(store_url)
     reader = ShardReader(index, capacity=1)
     first = reader.sample(0, 1)
     kept = first.rgb.copy(), first.target.copy()
@@ -102,10 +110,7 @@ def test_evicted_shard_buffers_are_reused_only_after_recycle(store_url: str) -> 
     again = reader.shard(0)
     assert np.shares_memory(again["rgb"], first.rgb) or np.shares_memory(again["rgb"],
                                                                          second["rgb"])
-    for shard, arrays in ((0, again), (2, reader.shard(2))):
-        want = store.read_shard(shard, TRAIN_ARRAYS, stored=True)
-        for name in TRAIN_ARRAYS:
-            np.testing.assert_array_equal(arrays[name], want[name])
+    assert_shards_read_back(store_url, {0: again, 2: reader.shard(2)})
 
 
 def test_the_stream_reads_shards_into_a_bounded_set_of_buffers(
@@ -158,11 +163,7 @@ def test_a_shard_read_ahead_is_decoded_on_the_background_thread(
     assert not reader.reading_ahead
     assert [shard for shard, _ in reads] == [2, 0]
     assert reads[0][1].startswith("shard-read-ahead") and reads[1][1] == "MainThread"
-    store = SampleStore.open(store_url)
-    for shard, got in ((0, first), (2, arrays)):
-        want = store.read_shard(shard, TRAIN_ARRAYS, stored=True)
-        for name in TRAIN_ARRAYS:
-            np.testing.assert_array_equal(got[name], want[name])
+    assert_shards_read_back(store_url, {0: first, 2: arrays})
 
 
 def test_the_stream_reads_ahead_and_gives_the_batches_of_plain_reads(
