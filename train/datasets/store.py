@@ -59,7 +59,8 @@ class StoreStream(IterableDataset[Batch]):
             number += workers
 
     def _share(self, shares: dict[int, np.ndarray], epoch: int) -> np.ndarray:
-        """The epoch's share of this rank (the current and the next epoch kept)."""
+        """The epoch's share of this rank, computed once (shares of epochs before
+        ``epoch - 1`` are dropped: the stream and its look-ahead use two at a time)."""
         if epoch not in shares:
             shares[epoch] = self.plan.share(epoch)
             for old in [e for e in shares if e < epoch - 1]:
