@@ -195,19 +195,22 @@ def store_loader(index: StoreIndex, crop: tuple[int, int], aug: AugmentConfig) -
 
 
 def samples_per_s(make: Callable[[], DataLoader], samples: int, warm_up: int) -> float:
-    """Samples/s over ``samples`` samples, after ``warm_up`` samples (one whole pass: the
-    steady state of a long run) from the same loader."""
-    iterator = iter(make())
-    start, seen = 0.0, -warm_up
-    while seen < samples:
-        if seen >= 0 and not start:
-            start = time.perf_counter()
-        try:
-            next(iterator)
-            seen += BATCH
-        except StopIteration:  # a new epoch of a finite loader
-            iterator = iter(make())
-    return seen / (time.perf_counter() - start)
+    """Samples/s over ``samples`` samples (whole batches), after ``warm_up`` samples (one
+    whole pass: the steady state of a long run) from the same loader."""
+    batches = _endless(make)
+    for _ in range(-(-warm_up // BATCH)):
+        next(batches)
+    timed = -(-samples // BATCH)
+    start = time.perf_counter()
+    for _ in range(timed):
+        next(batches)
+    return timed * BATCH / (time.perf_counter() - start)
+
+
+def _endless(make: Callable[[], DataLoader]) -> Iterator[object]:
+    """The batches of ``make()``, epoch after epoch (a finite loader is made again)."""
+    while True:
+        yield from make()
 
 
 def finish_ms(raw: Batch, repeats: int = 5) -> float:

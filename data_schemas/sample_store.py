@@ -358,23 +358,17 @@ class SampleStore:
         rows: Sample = {}
         for name in names:
             buffer = self._out_buffer(out, name, stored)
+            # what is decoded (the whole shard, or the rows) and the rows of it returned
+            read, keep = ((slice(base, base + size), slice(start, stop)) if whole else
+                          (slice(base + start, base + stop), slice(None)))
             try:
-                if whole:
-                    array = self._handle(name, fast=True, stored=stored)
-                    if buffer is None:
-                        rows[name] = np.asarray(array[base:base + size])[start:stop]
-                    else:
-                        array.get_basic_selection(slice(base, base + size),
-                                                  out=NDBuffer.from_numpy_array(buffer))
-                        rows[name] = buffer[start:stop]
+                array = self._handle(name, fast=whole, stored=stored)
+                if buffer is None:
+                    rows[name] = np.asarray(array[read])[keep]
                 else:
-                    array = self._handle(name, fast=False, stored=stored)
-                    if buffer is None:
-                        rows[name] = np.asarray(array[base + start:base + stop])
-                    else:
-                        rows[name] = buffer[start:stop]
-                        array.get_basic_selection(slice(base + start, base + stop),
-                                                  out=NDBuffer.from_numpy_array(rows[name]))
+                    target = buffer if whole else buffer[start:stop]
+                    array.get_basic_selection(read, out=NDBuffer.from_numpy_array(target))
+                    rows[name] = buffer[start:stop]
             except StoreError:
                 raise
             except Exception as err:  # codec / checksum / IO errors of a damaged object

@@ -40,10 +40,11 @@ class ShardReader:
         self.index = index
         self.capacity = max(1, capacity)
         self._store: SampleStore | None = None
-        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        # shard -> (its arrays: views into its buffers, the buffers)
+        self._cache: OrderedDict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
+        self._cache = OrderedDict()
         self._retired: list[dict[str, np.ndarray]] = []
         self._free: list[dict[str, np.ndarray]] = []
-        self._buffers: dict[int, dict[str, np.ndarray]] = {}
         self._ahead: tuple[int, dict[str, np.ndarray], Future[dict[str, np.ndarray]]] | None
         self._ahead = None
         self._thread: ThreadPoolExecutor | None = None
@@ -74,7 +75,7 @@ class ShardReader:
     def shard(self, shard: int) -> dict[str, np.ndarray]:
         if shard in self._cache:
             self._cache.move_to_end(shard)
-            return self._cache[shard]
+            return self._cache[shard][0]
         if self._ahead is not None and self._ahead[0] == shard:
             _, buffers, future = self._ahead
             self._ahead = None
@@ -84,11 +85,10 @@ class ShardReader:
                 self._ahead[2].exception()
             buffers = self._free.pop() if self._free else {}
             arrays = self._read(shard, buffers)
-        self._cache[shard] = arrays
-        self._buffers[shard] = buffers
+        self._cache[shard] = arrays, buffers
         while len(self._cache) > self.capacity:
-            evicted, _ = self._cache.popitem(last=False)
-            self._retired.append(self._buffers.pop(evicted))
+            _, (_, retired) = self._cache.popitem(last=False)
+            self._retired.append(retired)
         return arrays
 
     def holds(self, shard: int) -> bool:
